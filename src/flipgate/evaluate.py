@@ -1,0 +1,58 @@
+"""Compare every model's predictions with old's: accuracy, NFR, NFI, PFR on dev and the regression set."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from flipgate.errors import FlipgateError
+from flipgate.io import read_json, read_table
+from flipgate.metrics.flips import fix_and_new_fault, flip_counts
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("dev", "regression")
+
+
+def align(old: pd.DataFrame, cand: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Join two predictions tables on id; both must hold exactly the same ids and labels."""
+    merged = old[["id", "label", "pred"]].merge(cand[["id", "label", "pred"]], on="id", how="outer",
+                                                 suffixes=("_old", ""), indicator=True)
+    missing = merged["_merge"] != "both"
+    if missing.any():
+        raise FlipgateError(f"{where}: {int(missing.sum())} id(s) not in both tables, e.g. {merged['id'][missing].iloc[0]!r}")
+    if (merged["label_old"] != merged["label"]).any():
+        raise FlipgateError(f"{where}: labels differ from old's for {int((merged['label_old'] != merged['label']).sum())} id(s)")
+    return merged
+
+
+def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str = "new") -> dict:
+    """Metrics per split and model against `baseline`; mitigations also get fix/new-fault rates
+    against `reference` (the untreated new model) when its predictions are present."""
+    if baseline not in pred_dirs:
+        raise FlipgateError(f"evaluate: no predictions for the baseline model {baseline!r}")
+    out: dict = {}
+    for split in SPLITS:
+        tables = {name: read_table(d / f"{split}.parquet") for name, d in pred_dirs.items()}
+        base = tables[baseline]
+        ref = align(base, tables[reference], f"predictions/{reference}/{split}") if reference in tables else None
+        rows = {}
+        for name, table in tables.items():
+            m = align(base, table, f"predictions/{name}/{split}")
+            row = flip_counts(m["label"], m["pred_old"], m["pred"]).as_dict()
+            if ref is not None and name not in (baseline, reference):
+                ref_pred = ref.set_index("id").loc[m["id"], "pred"].to_numpy()
+                row.update(fix_and_new_fault(m["label"], m["pred_old"], ref_pred, m["pred"]))
+            rows[name] = row
+        out[split] = rows
+    return out
+
+
+def wall_times(folder: str | Path = "reports/timings") -> dict[str, float]:
+    times = {}
+    for f in sorted(Path(folder).glob("*.json")):
+        rec = read_json(f)
+        times[rec["stage"]] = rec["wall_time_s"]
+    return times

@@ -1,0 +1,299 @@
+"""The only MLflow Model Registry code: act on a gate decision, never decide.
+
+`promote` registers the candidate folder as a version of the registered model, tagged with the
+evidence (verdict, nfr, accuracy, baseline version, regression-set hash, git commit, model hash), and
+moves the alias `champion` only when the verdict is "pass". A rejected or inconclusive candidate is
+registered too, with its verdict and the alias `challenger`; the champion stays where it was.
+
+Idempotent: a version is identified by the tags `model_hash` (content of the model folder) and
+`regression_hash`; promoting the same artifacts again finds that version instead of adding one.
+Bootstrap: a registered model without a champion gets the baseline (old) folder as its champion first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from flipgate import tracking
+from flipgate.errors import FlipgateError
+from flipgate.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+VERDICTS = ("pass", "reject", "inconclusive")
+BOOTSTRAP = "bootstrap"  # the verdict tag of a baseline registered because there was no champion
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What promote did. `champion_version` is the champion after it ran."""
+
+    name: str
+    version: int
+    verdict: str
+    aliases: list[str]
+    champion_version: int | None
+    created: bool  # False when an identical version was already registered
+    bootstrap_version: int | None = None
+    note: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def folder_hash(folder: str | Path) -> str:
+    """sha256 over the folder's relative file names and bytes (sorted), so copies hash alike."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FlipgateError(f"{folder}: model folder not found; run the stage that writes it first")
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def decision_dict(decision: Any) -> dict[str, Any]:
+    """The decision as a dict (an object with to_dict() or a mapping); checks its verdict."""
+    d = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
+    if d.get("verdict") not in VERDICTS:
+        raise FlipgateError(f"gate decision: verdict {d.get('verdict')!r} is not one of {list(VERDICTS)}")
+    return d
+
+
+def _metric(d: Mapping[str, Any], name: str) -> Any:
+    """A candidate metric from the decision: its `metrics` or `counts` (pooled flip counts), else the
+    observed value of the check named `name`; None when it has none."""
+    for section in ("metrics", "counts"):
+        values = d.get(section) or {}
+        if name in values:
+            return values[name]
+    for check in d.get("checks") or []:
+        if isinstance(check, Mapping) and check.get("name") == name:
+            return check.get("observed")
+    return None
+
+
+def _tag(v: Any) -> str:
+    return "n/a" if v is None else str(v)
+
+
+# ---------------------------------------------------------------- registry queries
+
+
+def _find_version(client, name: str, **tags: str):
+    """The oldest version of `name` whose tags match, or None (also when the model does not exist)."""
+    clauses = [f"name = '{name}'"] + [f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+    found = client.search_model_versions(" and ".join(clauses))
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _alias_version(client, name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:  # no such model or no such alias
+        return None
+
+
+def _register(client, folder: Path, name: str, tags: dict[str, str], max_length: int | None, experiment: str):
+    """Log the folder as a pyfunc (to the active run, if any) and register it as a new version."""
+    config = {"max_length": max_length} if max_length else {}
+    info = tracking.log_model(folder, name="model", experiment=experiment, **config)
+    mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
+                                     model_id=info.model_id, description=_summary(tags))
+    log.info("registered %s version %s from %s", name, mv.version, folder)
+    return mv
+
+
+def _summary(tags: Mapping[str, str]) -> str:
+    return (f"{tags['verdict']}: {tags.get('candidate', '')} nfr={tags.get('nfr', 'n/a')} "
+            f"accuracy={tags.get('accuracy', 'n/a')} vs version {tags.get('baseline_version', 'none')}")
+
+
+def _ensure_model(client, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="flipgate: champion = the model in production")
+
+
+# ---------------------------------------------------------------- promote
+
+
+def bootstrap(
+    client,
+    baseline_folder: str | Path,
+    name: str,
+    regression_hash: str,
+    commit: str,
+    max_length: int | None = None,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+) -> int:
+    """Register the baseline as champion (the first pipeline run); reuses a version with its hash."""
+    model_hash = folder_hash(baseline_folder)
+    mv = _find_version(client, name, model_hash=model_hash)
+    if mv is None:
+        tags = {"verdict": BOOTSTRAP, "model_hash": model_hash, "regression_hash": regression_hash,
+                "git_commit": commit, "candidate": "old"}
+        mv = _register(client, Path(baseline_folder), name, tags, max_length, experiment)
+    client.set_registered_model_alias(name, CHAMPION, mv.version)
+    log.info("%s had no champion: version %s (%s) is champion now", name, mv.version, baseline_folder)
+    return int(mv.version)
+
+
+def promote(
+    candidate_folder: str | Path,
+    decision: Any,
+    registered_name: str,
+    *,
+    regression_hash: str,
+    baseline_folder: str | Path | None = None,
+    require_champion_baseline: bool = True,
+    tracking_uri: str | None = None,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    max_length: int | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Promotion:
+    """Register `candidate_folder` and move `champion` to it only if the decision's verdict is "pass".
+
+    baseline_folder: the old model the gate compared against. With no champion yet it becomes the
+    champion (bootstrap). With require_champion_baseline, a pass whose baseline is not the champion's
+    content does not move the champion (the gate did not compare against production); the candidate
+    gets `challenger` and the note says why. A candidate identical to the champion changes nothing.
+    The model is logged to the active MLflow run (the promote stage's), else run-less in `experiment`.
+    Raises FlipgateError for a missing folder or a decision without a known verdict.
+    """
+    d = decision_dict(decision)
+    verdict = d["verdict"]
+    client = tracking.connect(tracking_uri)
+    commit = tracking.git_commit()
+    model_hash = folder_hash(candidate_folder)
+    _ensure_model(client, registered_name)
+
+    boot = None
+    champion = _alias_version(client, registered_name, CHAMPION)
+    if champion is None and baseline_folder is not None:
+        boot = bootstrap(client, baseline_folder, registered_name, regression_hash, commit, max_length, experiment)
+        champion = _alias_version(client, registered_name, CHAMPION)
+    if champion is not None and champion.tags.get("model_hash") == model_hash:
+        return _result(client, registered_name, champion, verdict, False, boot,
+                       "the candidate is the champion already; nothing to do")
+
+    note = ""
+    move = verdict == "pass"
+    if move and require_champion_baseline and champion is not None and baseline_folder is not None:
+        if folder_hash(baseline_folder) != champion.tags.get("model_hash"):
+            move = False
+            note = (f"passed against {baseline_folder}, which is not champion version {champion.version}; "
+                    "set old.source: registry so the gate compares against the champion")
+            log.warning("champion not moved: %s", note)
+
+    version_tags = {
+        "verdict": verdict,
+        "candidate": str(d.get("candidate", "")),
+        "nfr": _tag(_metric(d, "nfr")),
+        "accuracy": _tag(_metric(d, "accuracy")),
+        "baseline_version": str(champion.version) if champion is not None else "none",
+        "regression_hash": regression_hash,
+        "git_commit": commit,
+        "model_hash": model_hash,
+        **{k: str(v) for k, v in (tags or {}).items()},
+    }
+    mv = _find_version(client, registered_name, model_hash=model_hash, regression_hash=regression_hash)
+    created = mv is None
+    if created:
+        mv = _register(client, Path(candidate_folder), registered_name, version_tags, max_length, experiment)
+    else:  # same artifacts again: refresh the evidence, keep the version
+        for k, v in version_tags.items():
+            client.set_model_version_tag(registered_name, mv.version, k, v)
+        log.info("%s version %s already holds this candidate; not registering it again", registered_name, mv.version)
+    if note:
+        client.set_model_version_tag(registered_name, mv.version, "note", note)
+
+    if move:
+        client.set_registered_model_alias(registered_name, CHAMPION, mv.version)
+        challenger = _alias_version(client, registered_name, CHALLENGER)
+        if challenger is not None and challenger.version == mv.version:
+            client.delete_registered_model_alias(registered_name, CHALLENGER)
+    else:
+        client.set_registered_model_alias(registered_name, CHALLENGER, mv.version)
+    return _result(client, registered_name, mv, verdict, created, boot, note)
+
+
+def _result(client, name: str, mv, verdict: str, created: bool, boot: int | None, note: str) -> Promotion:
+    fresh = client.get_model_version(name, mv.version)
+    champion = _alias_version(client, name, CHAMPION)
+    return Promotion(
+        name=name,
+        version=int(fresh.version),
+        verdict=verdict,
+        aliases=sorted(fresh.aliases),
+        champion_version=int(champion.version) if champion is not None else None,
+        created=created,
+        bootstrap_version=boot,
+        note=note,
+        tags=dict(fresh.tags),
+    )
+
+
+# ---------------------------------------------------------------- champion as the old model
+
+
+def load_champion(name: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
+    """Download `models:/<name>@champion` and put its model folder at `dst` (atomically).
+
+    The folder is the one that was promoted, byte for byte (same folder_hash), so the pipeline can use
+    it as the old model. Raises FlipgateError when the model or its champion does not exist.
+    """
+    import mlflow
+
+    client = tracking.connect(tracking_uri)
+    champion = _alias_version(client, name, CHAMPION)
+    if champion is None:
+        raise FlipgateError(
+            f"registered model {name!r} has no '{CHAMPION}' alias at {client.tracking_uri}; run the pipeline "
+            "once with old.source: train (promote registers old as champion) or point tracking.uri at the "
+            "right server"
+        )
+    with tempfile.TemporaryDirectory(prefix="flipgate-champion-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=tmp))
+        inner = local / _artifact_subpath(local)
+        with atomic_path(dst) as out:
+            shutil.copytree(inner, out)
+    log.info("champion of %s is version %s; its model folder is at %s", name, champion.version, dst)
+    return Path(dst)
+
+
+def champion_version(name: str, tracking_uri: str | None = None) -> int | None:
+    """The champion's version number, or None when there is none."""
+    mv = _alias_version(tracking.connect(tracking_uri), name, CHAMPION)
+    return int(mv.version) if mv is not None else None
+
+
+def _artifact_subpath(local: Path) -> str:
+    """Where the model folder sits inside a downloaded pyfunc (from its MLmodel file)."""
+    from flipgate.models.pyfunc import ARTIFACT_KEY
+
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    artifacts = mlmodel["flavors"]["python_function"].get("artifacts") or {}
+    if ARTIFACT_KEY not in artifacts:
+        raise FlipgateError(f"{local}/MLmodel: not a flipgate pyfunc (no artifact {ARTIFACT_KEY!r})")
+    return artifacts[ARTIFACT_KEY]["path"]

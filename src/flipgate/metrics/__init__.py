@@ -1,0 +1,1 @@
+"""Flip metrics from pooled counts. Imports no MLflow, DVC or Great Expectations."""

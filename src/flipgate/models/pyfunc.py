@@ -1,0 +1,129 @@
+"""Any flipgate classifier folder as one MLflow pyfunc: DataFrame `text` in, `pred` + `logits` out.
+
+A model folder says what it is in an optional `flipgate.json` ({"kind": "hf" | "gated_fusion", ...}, as
+`save_classifier` writes it); without one, a folder holding `config.json` is an HF save_pretrained folder
+("hf"). `load_any(folder)` dispatches on the kind to a loader named in LOADERS, so a new kind (Gated
+Fusion: old/, new/, gate.pt, config.json) is wired by writing its loader, not by changing the wrapper
+or the registry.
+
+A loader returns a Predictor: `predict_logits(texts) -> float32 array (n, classes)`.
+The pyfunc pickles this module by reference, so the environment that loads it needs `flipgate` installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported: never phone home
+
+import mlflow.pyfunc  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from flipgate.errors import FlipgateError  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "flipgate.json"  # shared with flipgate.models.classifier.save_classifier
+ARTIFACT_KEY = "model"  # the folder's name under the logged model's artifacts/
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_BATCH_SIZE = 64
+
+# kind -> "module:function" taking a folder and returning a Predictor; imported only when used.
+LOADERS: dict[str, str] = {
+    "hf": "flipgate.models.pyfunc:load_hf",
+    "gated_fusion": "flipgate.mitigation.gated_fusion:load_predictor",
+}
+
+
+class Predictor(Protocol):
+    def predict_logits(self, texts: list[str]) -> np.ndarray: ...
+
+
+def model_kind(folder: str | Path) -> str:
+    """The folder's kind from flipgate.json, else "hf" when it holds config.json.
+
+    Raises FlipgateError for a missing folder, an unreadable manifest or an unknown kind.
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if manifest.exists():
+        try:
+            kind = json.loads(manifest.read_text()).get("kind")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise FlipgateError(f"{manifest}: expected a JSON object with a 'kind' key ({exc})") from exc
+        if kind not in LOADERS:
+            raise FlipgateError(f"{manifest}: unknown kind {kind!r}; known: {sorted(LOADERS)}")
+        return kind
+    if (folder / "config.json").exists():
+        return "hf"
+    raise FlipgateError(
+        f"{folder}: not a model folder (no {MANIFEST} and no config.json); "
+        f"point at a save_pretrained folder or a folder with a {MANIFEST}"
+    )
+
+
+def load_any(folder: str | Path, **options: Any) -> Predictor:
+    """Load a model folder of any known kind; options (max_length, batch_size, device) go to its loader."""
+    kind = model_kind(folder)
+    module_name, func_name = LOADERS[kind].split(":")
+    try:
+        loader = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise FlipgateError(
+            f"{folder}: model kind {kind!r} needs {module_name}.{func_name}(folder, **options), "
+            f"which is not available ({exc}); it is not wired in this version of flipgate"
+        ) from exc
+    return loader(Path(folder), **options)
+
+
+class HFPredictor:
+    """An HF sequence classifier and its tokenizer, run exactly as the pipeline's predict step runs them."""
+
+    def __init__(self, model, tokenizer, device, max_length: int, batch_size: int) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.max_length, self.batch_size = max_length, batch_size
+
+    def predict_logits(self, texts: list[str]) -> np.ndarray:
+        from flipgate.models.predict import predict_logits
+
+        return predict_logits(self.model, self.tokenizer, list(texts), self.device, self.batch_size, self.max_length)
+
+
+def load_hf(
+    folder: Path,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+) -> HFPredictor:
+    """Load an HF save_pretrained folder (model + tokenizer). device "auto": cuda, mps, else cpu."""
+    from flipgate.models.classifier import load_classifier
+    from flipgate.models.device import get_device
+
+    model, tokenizer = load_classifier(str(folder))
+    dev = get_device(device)
+    return HFPredictor(model.to(dev).eval(), tokenizer, dev, max_length, batch_size)
+
+
+class FlipgatePyfunc(mlflow.pyfunc.PythonModel):
+    """The one pyfunc for every kind: the model folder is the artifact `model`; model_config carries
+    max_length, batch_size and device (set at log time, overridable at load time)."""
+
+    def load_context(self, context) -> None:
+        folder = context.artifacts[ARTIFACT_KEY]
+        self.predictor = load_any(folder, **(context.model_config or {}))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        if isinstance(model_input, pd.DataFrame):
+            if "text" not in model_input.columns:
+                raise FlipgateError(f"input has columns {list(model_input.columns)}; it needs a 'text' column")
+            texts = model_input["text"].astype(str).tolist()
+        else:  # a list of strings or a Series
+            texts = [str(t) for t in model_input]
+        logits = self.predictor.predict_logits(texts)
+        return pd.DataFrame({"pred": logits.argmax(axis=1).astype(np.int64), "logits": list(logits)})

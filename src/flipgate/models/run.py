@@ -1,0 +1,84 @@
+"""Fine-tune one model role end to end: load, train, save, predict dev and the regression set."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from flipgate.io import predictions_frame, write_json, write_parquet
+from flipgate.metrics.flips import flip_counts
+from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.models.device import set_seed
+from flipgate.models.predict import predict_logits
+from flipgate.models.train import TrainConfig, TrainResult, train_classifier
+
+log = logging.getLogger(__name__)
+
+EVAL_SPLITS = ("dev", "regression")
+
+
+def write_predictions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    splits: dict[str, pd.DataFrame],
+    out_dir: str | Path,
+    device: torch.device,
+    batch_size: int,
+    max_length: int,
+) -> dict[str, pd.DataFrame]:
+    """Predict each split and write predictions/<model>/<split>.parquet; return the tables."""
+    tables = {}
+    for name, df in splits.items():
+        logits = predict_logits(model, tokenizer, df["text"].tolist(), device, batch_size, max_length)
+        tables[name] = predictions_frame(df["id"], df["label"], logits)
+        write_parquet(tables[name], Path(out_dir) / f"{name}.parquet")
+    return tables
+
+
+def fine_tune(
+    init: str,
+    labels: list[str],
+    train_df: pd.DataFrame,
+    eval_splits: dict[str, pd.DataFrame],
+    cfg: TrainConfig,
+    device: torch.device,
+    model_dir: str | Path,
+    predictions_dir: str | Path,
+    eval_batch_size: int,
+    meta: dict,
+) -> dict:
+    """Seed, load `init` with a head for `labels`, train on `train_df`, save, predict. Returns a summary."""
+    set_seed(cfg.seed)
+    model, tokenizer = load_classifier(init, labels)
+    log.info("training from %s on %d examples: %d epochs, lr %g, batch %d", init, len(train_df), cfg.epochs, cfg.lr, cfg.batch_size)
+    result: TrainResult = train_classifier(
+        model, tokenizer, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device
+    )
+    save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels})
+    tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, cfg.max_length)
+    summary = {
+        "init": init,
+        "train_examples": len(train_df),
+        "epochs": cfg.epochs,
+        "epoch_loss": [round(x, 5) for x in result.epoch_loss],
+        "train_seconds": round(result.seconds, 2),
+        "train_examples_per_s": round(result.examples_per_s, 1),
+    }
+    for name, t in tables.items():
+        summary[f"{name}_accuracy"] = float(np.mean(t["pred"].to_numpy() == t["label"].to_numpy()))
+    return summary
+
+
+def accuracy_against(old: pd.DataFrame, cand: pd.DataFrame) -> dict:
+    """Flip metrics of a candidate against old on the same ids (tables aligned by id)."""
+    merged = old[["id", "label", "pred"]].merge(cand[["id", "pred"]], on="id", suffixes=("_old", ""), validate="1:1")
+    return flip_counts(merged["label"], merged["pred_old"], merged["pred"]).as_dict()
+
+
+def write_summary(summary: dict, path: str | Path) -> None:
+    write_json(summary, path)

@@ -1,0 +1,184 @@
+"""Typed params: one frozen model per params.yaml section, unknown keys refused.
+
+Stages load the sections they need once (`load_section`) and unpack them into plain arguments;
+the library never sees these objects' parent file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flipgate.errors import FlipgateError
+
+EMBEDDED = "embedded"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Base(Section):
+    seed: int = 0
+    model: str = EMBEDDED  # "embedded" (all-MiniLM-L6-v2 from PyPI), an HF hub id or a local folder
+    max_length: int = Field(128, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class Files(Section):
+    old: str  # D_old
+    new: list[str]  # D_new: files and/or folders of jsonl/csv/parquet
+    dev: str
+    regression: str
+
+    @field_validator("new", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+
+class HFSource(Section):
+    dataset: str
+    config: str | None = None
+    split: str = "train"
+
+
+class Data(Section):
+    source: Literal["embedded", "files", "hf"] = EMBEDDED
+    text_column: str = "text"
+    label_column: str = "label"
+    id_column: str | None = "id"  # None or absent column: ids are derived from file and row
+    files: Files | None = None
+    hf: HFSource | None = None
+    scenario: Literal["data_update", "add_classes"] = "data_update"
+
+
+class Update(Section):
+    """Sizes for pooled sources (embedded, hf); ignored for `files`, whose files are the splits."""
+
+    n_old: int = Field(1000, gt=0)
+    n_new: int = Field(500, gt=0)
+    n_dev: int = Field(1000, gt=0)
+    n_regression: int = Field(2000, gt=0)
+    new_classes: list[str] = Field(default_factory=list)  # add_classes: labels held out of D_old
+
+
+class Train(Section):
+    epochs: int = Field(5, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    batch_size: int = Field(32, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+
+
+class Bcwi(Section):
+    alphas: list[float] = Field(default_factory=lambda: [round(i / 10, 1) for i in range(11)])
+    variants: list[Literal["plain", "fisher", "soup"]] = Field(default_factory=lambda: ["plain"])
+    tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or new's CI half-width
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    fisher_max_examples: int = Field(1000, gt=0)
+    soup_k: int = Field(3, ge=2)
+
+    @field_validator("alphas")
+    @classmethod
+    def _in_unit_interval(cls, v: list[float]) -> list[float]:
+        if not v or any(a < 0 or a > 1 for a in v):
+            raise ValueError("alphas must be a non-empty list of numbers in [0, 1]")
+        return sorted(set(v))
+
+
+class Validate(Section):
+    """Data checks on the update's splits (Great Expectations); drift only warns."""
+
+    min_chars: int = Field(1, ge=0)  # text length bounds, in characters
+    max_chars: int = Field(2000, gt=0)
+    drift_threshold: float = Field(0.2, ge=0, le=1)  # total variation distance of D_old vs D_new labels
+    leakage: Literal["fail", "warn"] = "fail"  # "warn" for fixed benchmark splits that share a few texts
+
+    @field_validator("max_chars")
+    @classmethod
+    def _bounds_ordered(cls, v: int, info) -> int:
+        if v < info.data.get("min_chars", 0):
+            raise ValueError("max_chars must be >= min_chars")
+        return v
+
+
+class Gate(Section):
+    """Promotion gate policy (rates are fractions: 0.01 = 1%)."""
+
+    nfr_budget: float = Field(0.01, ge=0, le=1)
+    upper_bound: bool = False  # also require the Clopper-Pearson upper bound of the NFR <= budget
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    min_gain: float = Field(0.0, ge=-1, le=1)  # candidate acc - baseline acc; negative allows a loss
+    per_class_budget: float | None = Field(None, ge=0, le=1)
+    golden_ids_file: str | None = None  # one id per line: examples that must never flip
+
+
+class Tracking(Section):
+    """MLflow: uri None = sqlite:///mlflow.db in the project (MLFLOW_TRACKING_URI overrides both)."""
+
+    uri: str | None = None
+    experiment: str = "flipgate"
+
+
+class Promote(Section):
+    """Model Registry promotion; the champion alias moves only on a gate pass."""
+
+    registered_name: str = Field("flipgate-classifier", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    require_champion_baseline: bool = True  # a pass against a non-champion baseline does not promote
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "base": Base,
+    "data": Data,
+    "update": Update,
+    "train_old": Train,
+    "train_target": Train,
+    "train_new": Train,
+    "bcwi": Bcwi,
+    "validate": Validate,
+    "gate": Gate,
+    "tracking": Tracking,
+    "promote": Promote,
+}
+
+S = TypeVar("S", bound=Section)
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise FlipgateError(f"{path}: params file not found; run from the project root")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise FlipgateError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise FlipgateError(f"{path}: expected a mapping of sections at the top level")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise FlipgateError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    return raw
+
+
+def load_section(name: str, path: str | Path = "params.yaml", raw: dict | None = None) -> Section:
+    """Validate one section of params.yaml; any error names the file and the key."""
+    raw = read_params(path) if raw is None else raw
+    model = SECTIONS[name]
+    try:
+        return model.model_validate(raw.get(name) or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise FlipgateError(f"{path}: {problems}") from None
+
+
+def load_all(path: str | Path = "params.yaml") -> dict[str, Section]:
+    raw = read_params(path)
+    return {name: load_section(name, path, raw) for name in SECTIONS}

@@ -1,0 +1,359 @@
+"""The only MLflow tracking code: one parent run per pipeline run, one nested run per stage.
+
+Where runs go (first that is set): the MLFLOW_TRACKING_URI environment variable (a per-invocation
+override, e.g. CI pointing at a server), the `tracking.uri` param, else `sqlite:///mlflow.db` in the
+working directory with artifacts in ./mlartifacts (for any sqlite store: `mlartifacts/` beside the db file).
+
+Stages are separate processes started by `dvc repro`, so they cannot hand each other a run object.
+Each stage finds-or-creates the parent run by the tag `flipgate.pipeline_key`, a hash of what fixes a
+pipeline run before it starts (`pipeline_key`):
+- the git HEAD commit and the uncommitted diff of src/, stages/ and dvc.yaml,
+- the bytes of params.yaml,
+- the content of the local data files that `data.files` names (D_old, D_new, dev and the regression
+  set; embedded and HF sources are fixed by params.yaml already).
+Outputs written during the run (data/update/*.parquet, dvc.lock) are deliberately left out: the first
+stage writes them, so a key that read them would differ between the first stage and the others.
+Re-running the same commit, params and data (`dvc repro -f`) adds nested runs to the same parent;
+set FLIPGATE_PIPELINE_KEY to force a key of your own. Stages are assumed to run one at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported: never phone home
+if not sys.stderr.isatty():  # progress bars only for people at a terminal
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
+
+from flipgate.errors import FlipgateError  # noqa: E402
+from flipgate.io import frame_hash  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "flipgate"
+KEY_TAG = "flipgate.pipeline_key"
+ROLE_TAG = "flipgate.role"  # "pipeline" on the parent, "stage" on nested runs
+STAGE_TAG = "flipgate.stage"
+GIT_COMMIT_TAG = "git_commit"
+# The splits the update stage writes; fingerprinted after every stage that sees them.
+DEFAULT_DATASETS = {
+    "old": "data/update/old.parquet",
+    "new": "data/update/new.parquet",
+    "regression": "data/update/regression.parquet",
+}
+_MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
+
+
+# ---------------------------------------------------------------- the store
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """MLFLOW_TRACKING_URI if set, else `uri` (the tracking.uri param), else the project's sqlite file."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_URI
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: `mlartifacts/` beside a sqlite file; None (the
+    server's own default) for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///") :])  # relative to the working directory unless it starts with /
+    return (db.resolve().parent / "mlartifacts").as_uri()
+
+
+def connect(uri: str | None = None) -> MlflowClient:
+    """Point MLflow (tracking and registry) at the resolved store and return a client for it.
+
+    The first use of a fresh sqlite file migrates its schema (a few seconds, once per file).
+    """
+    resolved = resolve_uri(uri)
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+
+
+def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
+    """Find or create the experiment; a sqlite store gets its artifacts under mlartifacts/."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_root(client.tracking_uri))
+
+
+# ---------------------------------------------------------------- identity of a pipeline run
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout
+
+
+def git_commit(root: str | Path = ".") -> str:
+    """HEAD's sha, or "none" outside a repository or before the first commit."""
+    out = _git("rev-parse", "HEAD", cwd=Path(root))
+    return out.strip() if out else "none"
+
+
+def _hash_path(h: hashlib._Hash, path: Path) -> None:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+
+
+def _data_files(params_path: Path) -> list[Path]:
+    """The local input files params.yaml's `data.files` names (empty for embedded and HF sources)."""
+    from flipgate.params import load_section
+
+    data = load_section("data", params_path)
+    if data.source != "files" or data.files is None:
+        return []
+    f = data.files
+    return [Path(p) for p in (f.old, *f.new, f.dev, f.regression)]
+
+
+def pipeline_key(root: str | Path = ".", params_file: str = "params.yaml") -> str:
+    """The parent run's key (see the module docstring); FLIPGATE_PIPELINE_KEY overrides it."""
+    if os.environ.get("FLIPGATE_PIPELINE_KEY"):
+        return os.environ["FLIPGATE_PIPELINE_KEY"]
+    root = Path(root)
+    h = hashlib.sha256()
+    commit = git_commit(root)
+    h.update(commit.encode())
+    if commit != "none":
+        h.update((_git("diff", "HEAD", "--", "src", "stages", "dvc.yaml", cwd=root) or "").encode())
+    params_path = root / params_file
+    if params_path.exists():
+        h.update(params_path.read_bytes())
+        for path in _data_files(params_path):
+            path = path if path.is_absolute() else root / path
+            if path.exists():  # a missing input fails its stage with a clearer message than ours
+                _hash_path(h, path)
+    return h.hexdigest()[:16]
+
+
+def dataset_fingerprint(path: str | Path) -> dict[str, str | int]:
+    """Content hash (id, text, label columns that exist) and row count of a parquet split."""
+    df = pd.read_parquet(path)
+    cols = [c for c in ("id", "text", "label") if c in df.columns] or list(df.columns)
+    return {"hash": frame_hash(df, cols), "rows": len(df)}
+
+
+# ---------------------------------------------------------------- logging helpers
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; pydantic models are dumped first; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if hasattr(v, "model_dump"):
+            v = v.model_dump()
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+@dataclass
+class StageRun:
+    """The nested run of one stage; the methods log to it (never to the parent)."""
+
+    client: MlflowClient
+    run_id: str
+    parent_run_id: str
+    experiment_id: str
+    pipeline_key: str
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
+        """Log the numeric leaves of a (nested) mapping as `a.b`; other leaves and NaN are skipped."""
+        flat = {k: v for k, v in flatten(metrics).items() if _is_number(v)}
+        ts = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in flat.items()])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None, missing_ok: bool = False) -> None:
+        """Log a file or a folder (reports, plots, predictions). A missing path raises unless missing_ok."""
+        path = Path(path)
+        if not path.exists():
+            if missing_ok:
+                log.info("%s: not there, not logged", path)
+                return
+            raise FlipgateError(f"{path}: cannot log it to MLflow, it does not exist; run the stage that writes it")
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_model(self, folder: str | Path, name: str = "model", **model_config: Any):
+        """Log a model folder as the flipgate pyfunc; returns MLflow's ModelInfo (`.model_uri`)."""
+        return log_model(folder, name=name, **model_config)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _param_value(v: Any) -> str:
+    s = str(v)
+    return s if len(s) <= _MAX_PARAM_CHARS else s[: _MAX_PARAM_CHARS - 3] + "..."
+
+
+# ---------------------------------------------------------------- runs
+
+
+def find_or_create_parent(client: MlflowClient, exp_id: str, key: str, commit: str) -> str:
+    """The parent run tagged with `key`, created (named pipeline-<key>) when there is none."""
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{KEY_TAG}` = '{key}' and tags.`{ROLE_TAG}` = 'pipeline'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],  # two racing creators: everyone picks the oldest
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {KEY_TAG: key, ROLE_TAG: "pipeline", MLFLOW_GIT_COMMIT: commit, GIT_COMMIT_TAG: commit}
+    run = client.create_run(exp_id, tags=tags, run_name=f"pipeline-{key[:8]}")
+    log.info("MLflow: new pipeline run %s (key %s)", run.info.run_id, key)
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    root: str | Path = ".",
+    datasets: Mapping[str, str | Path] | None = None,
+    key: str | None = None,
+) -> Iterator[StageRun]:
+    """Run a stage's body inside a nested MLflow run under its pipeline's parent run.
+
+    params: the stage's params.yaml sections ({"base": Base(...), "train_old": {...}}), logged flattened.
+    datasets: name -> parquet path, fingerprinted (hash + rows) as tags when the body succeeds, so a
+    stage that writes them logs what it wrote; default: the update splits that exist under `root`.
+    The nested run ends FINISHED or FAILED with the body; the parent's status follows its last stage.
+    """
+    root = Path(root)
+    client = connect(uri)
+    exp_id = experiment_id(client, experiment)
+    commit = git_commit(root)
+    key = key or pipeline_key(root)
+    parent_id = find_or_create_parent(client, exp_id, key, commit)
+    client.update_run(parent_id, status="RUNNING")
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, KEY_TAG: key, ROLE_TAG: "stage", STAGE_TAG: stage,
+            MLFLOW_GIT_COMMIT: commit, GIT_COMMIT_TAG: commit}
+    status = "FAILED"
+    try:
+        with mlflow.start_run(experiment_id=exp_id, run_name=stage, tags=tags) as active:
+            run = StageRun(client, active.info.run_id, parent_id, exp_id, key)
+            params = flatten(params or {})
+            client.log_batch(run.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+            yield run
+            _log_fingerprints(run, root, DEFAULT_DATASETS if datasets is None else datasets)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent_id, status=status)
+
+
+def _log_fingerprints(run: StageRun, root: Path, datasets: Mapping[str, str | Path]) -> None:
+    tags: dict[str, Any] = {}
+    for name, path in datasets.items():
+        path = Path(path) if Path(path).is_absolute() else root / path
+        if path.exists():
+            fp = dataset_fingerprint(path)
+            tags[f"dataset.{name}.hash"], tags[f"dataset.{name}.rows"] = fp["hash"], fp["rows"]
+    if tags:
+        run.set_tags(tags)
+        run.client.log_batch(run.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+# ---------------------------------------------------------------- models
+
+
+def log_model(folder: str | Path, name: str = "model", experiment: str = DEFAULT_EXPERIMENT, **model_config: Any):
+    """Log a model folder (any kind `flipgate.models.pyfunc` loads) as a pyfunc to the active run, or,
+    when there is none, as a run-less logged model in `experiment` (never MLflow's Default experiment,
+    whose artifacts land in ./mlruns of whatever directory created the store).
+    model_config: max_length, batch_size, device (read back by the pyfunc's load_context)."""
+    from flipgate.models.pyfunc import ARTIFACT_KEY, FlipgatePyfunc, model_kind
+
+    folder = Path(folder)
+    model_kind(folder)  # fail here, naming the folder, rather than at load time
+    if mlflow.active_run() is None:
+        mlflow.set_experiment(experiment_id=experiment_id(MlflowClient(), experiment))
+    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
+        # Deliberate choices MLflow warns about on every call: no input example (it would run the
+        # model; the signature is explicit instead) and a by-reference pickle of the wrapper.
+        warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=FlipgatePyfunc(),
+            artifacts={ARTIFACT_KEY: str(folder)},
+            model_config=model_config or None,
+            signature=_signature(),
+            pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
+        )
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.string, "text")]),
+        outputs=Schema([ColSpec(DataType.long, "pred"), ColSpec(Array(DataType.float), "logits")]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """What the pyfunc needs, pinned to the versions installed here. flipgate itself is not on an
+    index: an environment that loads the model needs it installed (`pip install -e .`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas"):
+        try:
+            reqs.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            reqs.append(dist)
+    return reqs

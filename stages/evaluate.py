@@ -1,0 +1,25 @@
+"""Stage `evaluate`: metrics of every model against old -> reports/metrics.json (DVC metrics).
+
+Usage: python stages/evaluate.py PREDICTIONS_DIR [MODEL ...]   (default: every folder in PREDICTIONS_DIR)
+"""
+
+import sys
+from pathlib import Path
+
+from flipgate import stage
+from flipgate.evaluate import evaluate, wall_times
+from flipgate.io import write_json
+from flipgate.report.show import results_table
+
+
+def main() -> None:
+    root = Path(sys.argv[1])
+    names = sys.argv[2:] or sorted(p.name for p in root.iterdir() if p.is_dir())
+    metrics = evaluate({n: root / n for n in names})
+    metrics["wall_time_s"] = wall_times()
+    write_json(metrics, "reports/metrics.json")
+    stage.log.info("results on the regression set:\n%s", results_table(metrics))
+
+
+if __name__ == "__main__":
+    stage.run("evaluate", main)

@@ -1,0 +1,47 @@
+"""Stages `train_old`, `train_target`, `train_new`: fine-tune one model role, then predict dev and D_reg.
+
+Usage: python stages/train.py ROLE DATA_DIR INIT MODEL_DIR PREDICTIONS_DIR
+  ROLE  old | target | new      (params: base + train_<ROLE>)
+  INIT  `base` (the pretrained base.model) or a model folder (new: models/old)
+"""
+
+import sys
+
+from flipgate import stage
+from flipgate.data import update
+from flipgate.io import write_json
+from flipgate.models.device import get_device
+from flipgate.models.run import EVAL_SPLITS, fine_tune
+from flipgate.models.train import TrainConfig
+from flipgate.params import load_section
+
+TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
+
+
+def main() -> None:
+    role, data_dir, init, model_dir, pred_dir = sys.argv[1:6]
+    if role not in TRAIN_SPLIT:
+        raise stage.FlipgateError(f"unknown role {role!r}; use one of {sorted(TRAIN_SPLIT)}")
+    base, hp = load_section("base"), load_section(f"train_{role}")
+    labels, _ = update.load_labels(data_dir)
+    cfg = TrainConfig(
+        epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
+        weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=base.seed,
+    )
+    summary = fine_tune(
+        init=base.model if init == "base" else init,
+        labels=labels,
+        train_df=update.load_split(data_dir, TRAIN_SPLIT[role]),
+        eval_splits={s: update.load_split(data_dir, s) for s in EVAL_SPLITS},
+        cfg=cfg,
+        device=get_device(base.device),
+        model_dir=model_dir,
+        predictions_dir=pred_dir,
+        eval_batch_size=base.eval_batch_size,
+        meta={"role": role, "seed": base.seed},
+    )
+    write_json(summary, f"reports/train/{role}.json")
+
+
+if __name__ == "__main__":
+    stage.run(f"train_{sys.argv[1] if len(sys.argv) > 1 else '?'}", main)

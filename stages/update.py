@@ -1,0 +1,47 @@
+"""Stage `update`: compose D_old, D_new, D_updated, dev and the regression set.
+
+Usage: python stages/update.py OUT_DIR
+"""
+
+import sys
+
+from flipgate import stage
+from flipgate.data import sources, update
+from flipgate.params import load_section
+
+
+def main() -> None:
+    out = sys.argv[1]
+    base, data, sizes = (load_section(s) for s in ("base", "data", "update"))
+    add_classes = data.scenario == "add_classes"
+    if data.source == "files":
+        if data.files is None:
+            raise stage.FlipgateError("data.files: required when data.source is files (old, new, dev, regression)")
+        cols = (data.text_column, data.label_column, data.id_column)
+        f = data.files
+        result = update.from_files(
+            old=sources.load_files([f.old], "data.files.old", *cols),
+            new=sources.load_files(f.new, "data.files.new", *cols),
+            dev=sources.load_files([f.dev], "data.files.dev", *cols),
+            regression=sources.load_files([f.regression], "data.files.regression", *cols),
+            add_classes=add_classes,
+        )
+    else:
+        if data.source == "hf":
+            if data.hf is None:
+                raise stage.FlipgateError("data.hf: required when data.source is hf (dataset, split)")
+            pool = sources.load_hf(data.hf.dataset, data.hf.config, data.hf.split, data.text_column, data.label_column)
+        else:
+            pool = sources.load_embedded()
+        if sizes.new_classes and not add_classes:
+            raise stage.FlipgateError("update.new_classes: set data.scenario: add_classes to hold classes out of D_old")
+        result = update.from_pool(pool, sizes.n_old, sizes.n_new, sizes.n_dev, sizes.n_regression, base.seed, sizes.new_classes)
+    update.save(result, out)
+    stage.log.info(
+        "D_old %d, D_new %d, dev %d, regression %d, %d labels (%d old)",
+        len(result.old), len(result.new), len(result.dev), len(result.regression), len(result.labels), result.num_old_labels,
+    )
+
+
+if __name__ == "__main__":
+    stage.run("update", main)

@@ -1,0 +1,68 @@
+"""Shared fixtures: a toy sentiment task and tiny BERTs built from a config (no downloads)."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "terrible"]
+FILLER = ["the", "movie", "plot", "was", "really", "quite", "acting", "film", "story", "and", "a", "very"]
+
+
+def toy_frame(n: int, seed: int, prefix: str = "x") -> pd.DataFrame:
+    """Sentences whose label is carried by one sentiment word among filler words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = rng.randrange(2)
+        words = rng.choices(FILLER, k=rng.randint(3, 9))
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append({"id": f"{prefix}{i}", "text": " ".join(words) + f" {prefix}{i}", "label": label})
+    return pd.DataFrame(rows)
+
+
+def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, corpus: list[str] | None = None) -> Path:
+    """A randomly initialised BERT (hidden 32, 2 layers) with a WordPiece tokenizer trained here."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    corpus = corpus or [" ".join(POSITIVE + NEGATIVE + FILLER)] + toy_frame(200, 99)["text"].tolist()
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=300, special_tokens=special))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[(t, tok.token_to_id(t)) for t in ("[CLS]", "[SEP]")],
+    )
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]")
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_wide(tmp_path_factory) -> Path:
+    """A different architecture (hidden 48, 3 layers) for model-upgrade tests."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-wide"), hidden=48, layers=3)

@@ -1,0 +1,107 @@
+"""`dvc repro` of the real dvc.yaml in a temporary git repo, on a tiny BERT and toy files."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import toy_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TRAIN = {"epochs": 6, "lr": 3e-3, "batch_size": 16}
+
+
+def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_bert):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    for item in ("dvc.yaml", "stages", "src"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
+    data = tmp / "userdata"
+    data.mkdir()
+    toy_frame(200, 0, "o").to_json(data / "old.jsonl", orient="records", lines=True)
+    toy_frame(60, 1, "n").to_json(data / "new.jsonl", orient="records", lines=True)
+    toy_frame(60, 2, "d").to_json(data / "dev.jsonl", orient="records", lines=True)
+    toy_frame(80, 3, "r").to_json(data / "reg.jsonl", orient="records", lines=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())  # every section dvc.yaml names
+    params["base"].update(model=str(tiny_bert), max_length=32, eval_batch_size=32)
+    params["data"].update(source="files", files={"old": "userdata/old.jsonl", "new": ["userdata/new.jsonl"],
+                                                 "dev": "userdata/dev.jsonl", "regression": "userdata/reg.jsonl"})
+    for role in ("train_old", "train_target", "train_new"):
+        params[role].update(TRAIN)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CI": "true"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
+                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+        assert sh(cmd, tmp, env).returncode == 0, cmd
+    return tmp, env
+
+
+def test_repro_trains_evaluates_and_caches(repo):
+    tmp, env = repo
+    run = sh(["dvc", "repro"], tmp, env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for name in ("old", "target", "new"):
+        assert (tmp / "models" / name / "model.safetensors").exists()
+        assert (tmp / "predictions" / name / "regression.parquet").exists()
+    metrics = json.loads((tmp / "reports" / "metrics.json").read_text())
+    reg = metrics["regression"]
+    assert set(reg) == {"old", "target", "new"}
+    assert reg["old"]["nfr"] == 0.0 and reg["old"]["n"] == 80
+    assert reg["new"]["accuracy"] > 0.6  # the toy task is learnable by a tiny BERT
+    assert 0 <= reg["new"]["nfr"] <= 1 - reg["new"]["accuracy"]
+    assert set(metrics["wall_time_s"]) >= {"update", "train_old", "train_target", "train_new"}
+
+    again = sh(["dvc", "repro"], tmp, env)
+    assert again.returncode == 0
+    assert "Running stage" not in again.stdout, again.stdout
+
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    params["train_new"]["epochs"] = 1
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    partial = sh(["dvc", "repro"], tmp, env)
+    assert partial.returncode == 0, partial.stderr[-3000:]
+    ran = {line.split("'")[1] for line in partial.stdout.splitlines() if line.startswith("Running stage")}
+    assert "train_new" in ran and not ran & {"update", "train_old", "train_target"}, ran
+
+
+def test_bad_param_fails_with_one_message_and_no_output(repo):
+    tmp, env = repo
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    params["train_old"]["epoch"] = 3
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        run = sh([sys.executable, "stages/train.py", "old", "data/update", "base", "models/old_bad", "predictions/old_bad"], tmp, env)
+    finally:
+        params["train_old"].pop("epoch")
+        (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run.returncode != 0
+    assert "train_old.epoch: Extra inputs are not permitted" in run.stderr
+    assert not (tmp / "models" / "old_bad").exists()
+
+
+def test_missing_file_names_the_param(repo):
+    tmp, env = repo
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    saved = params["data"]["files"]["dev"]
+    params["data"]["files"]["dev"] = "userdata/nope.jsonl"
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        run = sh([sys.executable, "stages/update.py", "data/update_bad"], tmp, env)
+    finally:
+        params["data"]["files"]["dev"] = saved
+        (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run.returncode != 0
+    assert "data.files.dev: userdata/nope.jsonl not found" in run.stderr
+    assert not (tmp / "data" / "update_bad").exists()

@@ -1,0 +1,271 @@
+"""Promotion through a real MLflow Model Registry (sqlite store in a temp dir, and one real server)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import build_tiny_bert, toy_frame
+
+from flipgate import tracking
+from flipgate.errors import FlipgateError
+from flipgate.gate import registry
+from flipgate.gate.policy import Check, Decision, Policy
+from flipgate.io import frame_hash
+from flipgate.metrics.flips import FlipCounts
+from flipgate.models import pyfunc
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the movie was good", "an awful boring plot", "quite a film", "", "superb acting and a lovely story"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One migrated sqlite store for the module (migration costs seconds); also kept as a pristine copy."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("FLIPGATE_PIPELINE_KEY", raising=False)
+        uri = f"sqlite:///{folder}/mlflow.db"
+        tracking.connect(uri).search_experiments()  # migrates the schema
+        shutil.copy(folder / "mlflow.db", folder / "pristine.db")
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Three tiny BERTs with different weights: old (the baseline), better and worse candidates."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for seed, name in enumerate(("old", "better", "worse")):
+        torch.manual_seed(seed)
+        out[name] = build_tiny_bert(root / name)
+    return out
+
+
+def decision(verdict: str, candidate: str = "bcwi", nfr: float = 0.005, accuracy: float = 0.9) -> Decision:
+    """A real gate Decision object (the registry acts on its to_dict())."""
+    counts = FlipCounts(n=1000, old_correct=880, cand_correct=int(accuracy * 1000),
+                        negative_flips=int(nfr * 1000), positive_flips=30)
+    check = Check("nfr", nfr, "<=", 0.01, "pass" if verdict == "pass" else "fail")
+    return Decision(verdict, (check,), counts, Policy(), baseline="old", candidate=candidate)
+
+
+def versions(uri: str, name: str) -> list[int]:
+    return sorted(int(v.version) for v in tracking.connect(uri).search_model_versions(f"name = '{name}'"))
+
+
+def test_bootstrap_then_pass_moves_champion(store, models):
+    p = registry.promote(models["better"], decision("pass"), "m-pass", regression_hash="r1",
+                         baseline_folder=models["old"], tracking_uri=store)
+    assert (p.bootstrap_version, p.version, p.champion_version, p.created) == (1, 2, 2, True)
+    assert p.aliases == ["champion"]
+    assert p.tags["verdict"] == "pass" and p.tags["candidate"] == "bcwi"
+    assert (p.tags["nfr"], p.tags["accuracy"], p.tags["baseline_version"]) == ("0.005", "0.9", "1")
+    assert p.tags["regression_hash"] == "r1"
+    assert p.tags["model_hash"] == registry.folder_hash(models["better"])
+    assert p.tags["git_commit"] == tracking.git_commit()
+    old = tracking.connect(store).get_model_version("m-pass", "1")
+    assert old.tags["verdict"] == "bootstrap" and old.aliases == []
+    assert registry.champion_version("m-pass", tracking_uri=store) == 2
+
+
+def test_rejected_and_inconclusive_do_not_move_champion(store, models):
+    rej = registry.promote(models["worse"], decision("reject", nfr=0.08), "m-reject", regression_hash="r1",
+                           baseline_folder=models["old"], tracking_uri=store)
+    assert (rej.bootstrap_version, rej.version, rej.champion_version) == (1, 2, 1)
+    assert rej.aliases == ["challenger"] and rej.tags["verdict"] == "reject" and rej.tags["nfr"] == "0.08"
+    inc = registry.promote(models["better"], {"verdict": "inconclusive", "candidate": "soup"}, "m-reject",
+                           regression_hash="r1", baseline_folder=models["old"], tracking_uri=store)
+    assert (inc.bootstrap_version, inc.version, inc.champion_version) == (None, 3, 1)
+    assert inc.aliases == ["challenger"] and inc.tags["verdict"] == "inconclusive"
+    assert inc.tags["nfr"] == "n/a"  # a decision without metrics is still registered
+    client = tracking.connect(store)
+    assert client.get_model_version("m-reject", "2").aliases == []  # challenger moved on to version 3
+    assert client.get_model_version_by_alias("m-reject", "champion").tags["model_hash"] == registry.folder_hash(
+        models["old"])
+
+
+def test_promote_is_idempotent(store, models):
+    args = dict(regression_hash="r1", baseline_folder=models["old"], tracking_uri=store)
+    first = registry.promote(models["worse"], decision("reject"), "m-idem", **args)
+    again = registry.promote(models["worse"], decision("reject"), "m-idem", **args)
+    assert (first.version, first.created) == (2, True)
+    assert (again.version, again.created, again.bootstrap_version) == (2, False, None)
+    assert versions(store, "m-idem") == [1, 2]
+    # The same weights judged on another regression set are new evidence: a new version.
+    other = registry.promote(models["worse"], decision("reject"), "m-idem", **{**args, "regression_hash": "r2"})
+    assert (other.version, versions(store, "m-idem")) == (3, [1, 2, 3])
+    # The champion itself as a candidate changes nothing.
+    same = registry.promote(models["old"], decision("pass"), "m-idem", **args)
+    assert (same.version, same.created, same.champion_version) == (1, False, 1)
+
+
+def test_pass_against_a_baseline_that_is_not_the_champion_does_not_promote(store, models):
+    registry.promote(models["worse"], decision("reject"), "m-base", regression_hash="r1",
+                     baseline_folder=models["old"], tracking_uri=store)
+    p = registry.promote(models["better"], decision("pass"), "m-base", regression_hash="r1",
+                         baseline_folder=models["worse"], tracking_uri=store)
+    assert (p.champion_version, p.aliases) == (1, ["challenger"])
+    assert "not champion version 1" in p.note and p.tags["note"] == p.note
+    relaxed = registry.promote(models["better"], decision("pass"), "m-base", regression_hash="r1",
+                               baseline_folder=models["worse"], require_champion_baseline=False,
+                               tracking_uri=store)
+    assert (relaxed.version, relaxed.champion_version, relaxed.aliases) == (p.version, p.version, ["champion"])
+
+
+def test_champion_loads_back_and_predicts_like_its_folder(store, models, tmp_path):
+    p = registry.promote(models["better"], decision("pass"), "m-serve", regression_hash="r1",
+                         tracking_uri=store, max_length=32)
+    assert (p.bootstrap_version, p.version, p.champion_version) == (None, 1, 1)  # no baseline: no bootstrap
+
+    folder = registry.load_champion("m-serve", tmp_path / "old", tracking_uri=store)
+    assert registry.folder_hash(folder) == registry.folder_hash(models["better"])
+
+    served = mlflow.pyfunc.load_model("models:/m-serve@champion")
+    assert served.model_config["max_length"] == 32
+    out = served.predict(pd.DataFrame({"text": TEXTS}))
+    expected = pyfunc.load_any(models["better"], max_length=32).predict_logits(TEXTS)
+    got = np.stack(out["logits"].to_numpy())
+    torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected))
+    assert out["pred"].tolist() == expected.argmax(axis=1).tolist()
+    assert out["pred"].dtype == np.int64 and got.dtype == np.float32
+
+
+def test_load_champion_without_a_champion_says_what_to_do(store, models, tmp_path):
+    registry.promote(models["worse"], decision("reject"), "m-none", regression_hash="r1", tracking_uri=store)
+    with pytest.raises(FlipgateError, match="no 'champion' alias.*old.source: train"):
+        registry.load_champion("m-none", tmp_path / "old", tracking_uri=store)
+    assert not (tmp_path / "old").exists()
+
+
+def test_bad_inputs_raise_flipgate_errors(store, models, tmp_path, monkeypatch):
+    with pytest.raises(FlipgateError, match="verdict 'maybe'"):
+        registry.promote(models["better"], {"verdict": "maybe"}, "m-bad", regression_hash="r1", tracking_uri=store)
+    with pytest.raises(FlipgateError, match="model folder not found"):
+        registry.promote(tmp_path / "nope", decision("pass"), "m-bad", regression_hash="r1", tracking_uri=store)
+    gf = tmp_path / "gf"
+    gf.mkdir()
+    (gf / "flipgate.json").write_text(json.dumps({"kind": "gated_fusion"}))
+    assert pyfunc.model_kind(gf) == "gated_fusion"
+    monkeypatch.setitem(pyfunc.LOADERS, "gated_fusion", "flipgate.mitigation.not_there:load_predictor")
+    with pytest.raises(FlipgateError, match="kind 'gated_fusion' needs flipgate.mitigation.not_there"):
+        pyfunc.load_any(gf)
+    (gf / "flipgate.json").write_text(json.dumps({"kind": "onnx"}))
+    with pytest.raises(FlipgateError, match="unknown kind 'onnx'"):
+        pyfunc.model_kind(gf)
+
+
+def test_promote_stage_writes_promotion_json_from_a_nested_run(store, models, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("stage_promote", ROOT / "stages" / "promote.py")
+    stage_promote = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage_promote)
+
+    shutil.copytree(models["old"], tmp_path / "models" / "old")
+    shutil.copytree(models["better"], tmp_path / "models" / "bcwi")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"base": {"max_length": 32}, "promote": {"registered_name": "m-stage"}, "tracking": {"uri": store}}))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "gate.json").write_text(json.dumps(decision("pass").to_dict()))
+    reg = toy_frame(40, 3)
+    (tmp_path / "data" / "update").mkdir(parents=True)
+    reg.to_parquet(tmp_path / "data" / "update" / "regression.parquet")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["promote.py", "reports/gate.json", "models/{candidate}", "models/old",
+                                      "data/update/regression.parquet", "reports/promotion.json"])
+    stage_promote.main()
+
+    out = json.loads((reports / "promotion.json").read_text())
+    assert (out["name"], out["verdict"], out["version"], out["aliases"]) == ("m-stage", "pass", 2, ["champion"])
+    assert out["tags"]["regression_hash"] == frame_hash(reg, ["id", "text", "label"])
+    client = tracking.connect(store)
+    mv = client.get_model_version("m-stage", "2")
+    run = client.get_run(mv.run_id)  # the version links to the promote stage's nested run
+    assert run.data.tags["flipgate.stage"] == "promote" and run.data.params["promote.registered_name"] == "m-stage"
+    assert run.data.tags["mlflow.parentRunId"] == tracking.find_or_create_parent(
+        client, run.info.experiment_id, run.data.tags["flipgate.pipeline_key"], "none")
+    assert run.data.tags["dataset.regression.rows"] == "40"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"gate.json", "promotion.json"} <= logged
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
+    """`mlflow server` on 127.0.0.1 in its own process group; promote and load over HTTP; stop the group."""
+    db = tmp_path / "server.db"
+    shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), db)  # skip a fresh migration
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = (tmp_path / "server.log").open("wb")  # a file, not a pipe: a full pipe would block the server
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(tmp_path / "artifacts")],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(url, server, tmp_path / "server.log")
+        p = registry.promote(models["better"], decision("pass"), "m-http", regression_hash="r1",
+                             baseline_folder=models["old"], tracking_uri=url)
+        assert (p.bootstrap_version, p.version, p.champion_version) == (1, 2, 2)
+        folder = registry.load_champion("m-http", tmp_path / "champion", tracking_uri=url)
+        assert registry.folder_hash(folder) == registry.folder_hash(models["better"])
+        assert any((tmp_path / "artifacts").rglob("model.safetensors"))  # the server stored the artifacts
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+    assert _group_gone(server.pid), "a process of the server's group outlived SIGTERM"
+
+
+def _group_gone(pgid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
+
+
+def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlflow server exited with {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout} s")

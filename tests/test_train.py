@@ -1,0 +1,73 @@
+import numpy as np
+import torch
+
+from flipgate.io import read_table
+from flipgate.models.batching import Encoded, length_grouped_batches
+from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.models.predict import predict_logits
+from flipgate.models.run import fine_tune
+from flipgate.models.train import TrainConfig, train_classifier
+
+from conftest import toy_frame
+
+CPU = torch.device("cpu")
+CFG = TrainConfig(epochs=4, lr=2e-3, batch_size=16, warmup_ratio=0.1, seed=0, max_length=32)
+
+
+def test_length_grouped_batches_cover_every_example_once():
+    lengths = np.random.default_rng(0).integers(1, 50, size=203)
+    batches = length_grouped_batches(lengths, 8, np.random.default_rng(1), mega=4)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(203))
+    assert max(len(b) for b in batches) == 8
+
+
+def test_dynamic_padding_pads_to_longest_in_batch(tiny_bert):
+    _, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    enc = Encoded(tok, ["good", "the movie was really quite good"], max_length=32)
+    batch = enc.batch(np.array([0]))
+    assert batch["input_ids"].shape == (1, enc.lengths[0])
+    both = enc.batch(np.array([0, 1]))
+    assert both["input_ids"].shape[1] == enc.lengths.max()
+    assert both["attention_mask"][0].sum() == enc.lengths[0]
+
+
+def test_tiny_bert_learns_the_toy_task(tiny_bert):
+    train, test = toy_frame(300, 0), toy_frame(100, 1, prefix="t")
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    before = (predict_logits(model, tok, test["text"].tolist(), CPU).argmax(1) == test["label"]).mean()
+    res = train_classifier(model, tok, train["text"].tolist(), train["label"].to_numpy(), CFG, CPU)
+    after = (predict_logits(model, tok, test["text"].tolist(), CPU).argmax(1) == test["label"]).mean()
+    assert res.epoch_loss[-1] < res.epoch_loss[0]
+    assert after >= 0.9 and after > before, (before, after)
+
+
+def test_same_seed_same_predictions_and_new_starts_from_old(tiny_bert, tmp_path):
+    train, dev = toy_frame(120, 0), toy_frame(40, 1, prefix="d")
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16, seed=0, max_length=32)
+    runs = []
+    for name in ("a", "b"):
+        fine_tune(str(tiny_bert), ["0", "1"], train, {"dev": dev}, cfg, CPU, tmp_path / name, tmp_path / f"p{name}", 16, {})
+        runs.append(read_table(tmp_path / f"p{name}" / "dev.parquet"))
+    np.testing.assert_array_equal(np.stack(runs[0]["logits"]), np.stack(runs[1]["logits"]))
+
+    # new = old's weights: loading the saved old model reproduces it exactly, classifier head included.
+    old, _ = load_classifier(str(tmp_path / "a"), ["0", "1"])
+    init, _ = load_classifier(str(tmp_path / "a"), ["0", "1"])
+    for (k, v), (k2, v2) in zip(old.state_dict().items(), init.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(v, v2, rtol=0, atol=0)
+    pretrained, _ = load_classifier(str(tiny_bert), ["0", "1"])
+    assert not torch.equal(pretrained.bert.encoder.layer[0].attention.self.query.weight,
+                           old.bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_add_classes_grows_the_head_and_keeps_old_rows(tiny_bert, tmp_path):
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    save_classifier(model, tok, tmp_path / "old", {"role": "old"})
+    grown, _ = load_classifier(str(tmp_path / "old"), ["0", "1", "2"])
+    assert grown.config.num_labels == 3 and grown.classifier.out_features == 3
+    torch.testing.assert_close(grown.classifier.weight[:2], model.classifier.weight, rtol=0, atol=0)
+    torch.testing.assert_close(grown.classifier.bias[:2], model.classifier.bias, rtol=0, atol=0)
+    logits = predict_logits(grown, tok, ["good movie"], CPU)
+    assert logits.shape == (1, 3)

@@ -1,0 +1,99 @@
+import pandas as pd
+import pytest
+
+from flipgate.data import sources, update
+from flipgate.errors import FlipgateError
+from flipgate.params import load_section
+
+from conftest import toy_frame
+
+
+def test_pool_splits_are_disjoint_deterministic_and_updated_contains_old():
+    pool = toy_frame(400, seed=1)
+    a = update.from_pool(pool, n_old=100, n_new=50, n_dev=60, n_regression=80, seed=3)
+    b = update.from_pool(pool, n_old=100, n_new=50, n_dev=60, n_regression=80, seed=3)
+    c = update.from_pool(pool, n_old=100, n_new=50, n_dev=60, n_regression=80, seed=4)
+    ids = {name: set(a.split(name)["id"]) for name in ("old", "new", "dev", "regression")}
+    assert [len(ids[k]) for k in ("old", "new", "dev", "regression")] == [100, 50, 60, 80]
+    names = list(ids)
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            assert not ids[x] & ids[y], f"{x} and {y} overlap"
+    updated = a.updated
+    assert set(updated["id"]) == ids["old"] | ids["new"]
+    assert updated[updated["part"] == "old"]["id"].tolist() == a.old["id"].tolist()
+    for name in update.SPLITS:
+        pd.testing.assert_frame_equal(a.split(name), b.split(name))
+    assert a.regression["id"].tolist() != c.regression["id"].tolist()
+
+
+def test_too_many_examples_requested():
+    with pytest.raises(FlipgateError, match="exceeds the 50 examples"):
+        update.from_pool(toy_frame(50, 0), 40, 10, 10, 10, seed=0)
+
+
+def test_label_map_is_stable_when_classes_are_added():
+    pool = pd.DataFrame({"id": [str(i) for i in range(60)], "text": [f"t{i}" for i in range(60)],
+                         "label": ["b", "a", "c"] * 20})
+    u = update.from_pool(pool, n_old=20, n_new=10, n_dev=10, n_regression=10, seed=0, new_classes=["a"])
+    assert u.labels == ["b", "c", "a"]  # old labels keep ids 0 and 1; the added class comes last
+    assert u.num_old_labels == 2
+    assert set(u.old["label"]) == {0, 1}
+    plain = update.label_map(["b", "c"], [], allow_new=False, where="x")
+    assert plain == u.labels[:2]
+
+
+def test_numeric_labels_keep_their_value():
+    assert update.label_map([10, 2, 1, 0], [], False, "x") == ["0", "1", "2", "10"]
+
+
+def test_unseen_label_without_add_classes_names_the_scenario():
+    with pytest.raises(FlipgateError, match="data.scenario: add_classes"):
+        update.label_map(["0", "1"], ["2"], allow_new=False, where="data.files")
+
+
+def test_files_source_reads_jsonl_csv_parquet_and_folders(tmp_path):
+    df = toy_frame(30, 2)
+    df.iloc[:10].to_json(tmp_path / "a.jsonl", orient="records", lines=True)
+    (tmp_path / "upd").mkdir()
+    df.iloc[10:20].to_csv(tmp_path / "upd" / "b.csv", index=False)
+    df.iloc[20:].drop(columns="id").to_parquet(tmp_path / "upd" / "c.parquet")
+    got = sources.load_files([str(tmp_path / "a.jsonl"), str(tmp_path / "upd")], "data.files.new", "text", "label", "id")
+    assert len(got) == 30
+    assert got["id"].tolist()[:10] == df["id"].tolist()[:10]
+    assert got["id"].tolist()[20] == "c:0"  # no id column: file stem and row
+
+
+def test_files_source_errors_name_the_file(tmp_path):
+    with pytest.raises(FlipgateError, match="data.files.old: .*missing.jsonl not found"):
+        sources.load_files([str(tmp_path / "missing.jsonl")], "data.files.old", "text", "label", "id")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "label": 1}\n{not json\n')
+    with pytest.raises(FlipgateError, match="bad.jsonl: cannot read"):
+        sources.load_files([str(bad)], "k", "text", "label", "id")
+    nolabel = tmp_path / "nolabel.csv"
+    pd.DataFrame({"text": ["a"]}).to_csv(nolabel, index=False)
+    with pytest.raises(FlipgateError, match=r"nolabel.csv: missing column\(s\) \['label'\]"):
+        sources.load_files([str(nolabel)], "k", "text", "label", "id")
+
+
+def test_embedded_source_is_rotten_tomatoes():
+    df = sources.load_embedded()
+    assert len(df) == 8530 and set(df["label"]) == {0, 1} and df["id"].is_unique
+
+
+def test_hf_source_offline_names_the_param(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FlipgateError, match="data.hf.dataset"):
+        sources.load_hf("no-such-user/no-such-dataset", None, "train", "text", "label")
+
+
+def test_params_refuse_unknown_keys(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train_old:\n  epoch: 3\n")
+    with pytest.raises(FlipgateError, match="train_old.epoch: Extra inputs"):
+        load_section("train_old", p)
+    p.write_text("trian_old:\n  epochs: 3\n")
+    with pytest.raises(FlipgateError, match=r"unknown section\(s\) \['trian_old'\]"):
+        load_section("train_old", p)
