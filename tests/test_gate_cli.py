@@ -58,7 +58,15 @@ def test_pass_reject_inconclusive(files, tmp_path):
     # meh: NFR 0.005 passes, its 95% upper bound (~0.016) cannot show <= 0.01 on 400 examples
     assert gate("--baseline", files["baseline"], "--candidate", files["meh"]) == 0
     assert gate("--baseline", files["baseline"], "--candidate", files["meh"], "--upper-bound") == 2
-    assert gate("--baseline", files["baseline"], "--candidate", files["meh"], "--upper-bound", "--nfr-budget", 0.02) == 0
+    meh = ("--baseline", files["baseline"], "--candidate", files["meh"])
+    assert gate(*meh, "--upper-bound", "--nfr-budget", 0.02) == 0
+
+
+def test_empty_regression_set_is_inconclusive(tmp_path):
+    empty = frame(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), logits=False)
+    empty.to_parquet(tmp_path / "old.parquet")
+    empty.to_csv(tmp_path / "new.csv", index=False)
+    assert gate("--baseline", tmp_path / "old.parquet", "--candidate", tmp_path / "new.csv") == 2
 
 
 def test_writes_json_and_markdown(files, tmp_path, capsys):
@@ -87,10 +95,11 @@ def test_csv_and_jsonl_inputs(files, tmp_path):
 def test_params_section_and_flag_override(files, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("gate:\n  nfr_budget: 0.05\n  min_gain: -0.05\n")
-    assert gate("--baseline", files["baseline"], "--candidate", files["bad"], "--params", params) == 0
-    assert gate("--baseline", files["baseline"], "--candidate", files["bad"], "--params", params, "--nfr-budget", 0.01) == 1
+    bad = ("--baseline", files["baseline"], "--candidate", files["bad"], "--params", params)
+    assert gate(*bad) == 0
+    assert gate(*bad, "--nfr-budget", 0.01) == 1
     params.write_text("gate:\n  nfr_budgit: 0.05\n")
-    assert gate("--baseline", files["baseline"], "--candidate", files["bad"], "--params", params) == 3
+    assert gate(*bad) == 3
 
 
 def test_golden_ids(files, tmp_path, capsys):
@@ -155,7 +164,15 @@ def test_duplicate_ids_and_label_disagreement(files, tmp_path, capsys):
     dup = df.copy()
     dup.loc[dup["id"] == "r5", "id"] = "r6"
     dup.to_parquet(tmp_path / "dup.parquet")
-    assert "1 duplicate id(s), e.g. 'r6'" in err_of(capsys, "--baseline", files["baseline"], "--candidate", tmp_path / "dup.parquet")
+    err = err_of(capsys, "--baseline", files["baseline"], "--candidate", tmp_path / "dup.parquet")
+    assert "1 duplicate id(s), e.g. 'r6'" in err
+    # same ids in the same row order on both sides: the fast path must still see the duplicate
+    same_order = frame(base_pred())
+    same_order.loc[same_order["id"] == "r5", "id"] = "r6"
+    same_order.to_parquet(tmp_path / "dup_base.parquet")
+    same_order.assign(pred=2).to_parquet(tmp_path / "dup_cand.parquet")
+    err = err_of(capsys, "--baseline", tmp_path / "dup_base.parquet", "--candidate", tmp_path / "dup_cand.parquet")
+    assert "dup_base.parquet: 1 duplicate id(s), e.g. 'r6'" in err
     relabel = df.copy()
     relabel.loc[relabel["id"].isin(["r1", "r2", "r3"]), "label"] = 2
     relabel.to_parquet(tmp_path / "relabel.parquet")
@@ -171,7 +188,8 @@ def test_refuses_self_comparison(files, tmp_path, capsys):
     # same predictions, other bytes (other row order, no logits, csv)
     same = tmp_path / "same.csv"
     pd.read_parquet(files["baseline"]).drop(columns="logits").iloc[::-1].to_csv(same, index=False)
-    assert "every prediction equals the baseline's" in err_of(capsys, "--baseline", files["baseline"], "--candidate", same)
+    err = err_of(capsys, "--baseline", files["baseline"], "--candidate", same)
+    assert "every prediction equals the baseline's" in err
     assert gate("--baseline", files["baseline"], "--candidate", same, "--allow-identical") == 0
 
 

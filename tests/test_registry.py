@@ -233,7 +233,8 @@ def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
         assert (p.bootstrap_version, p.version, p.champion_version) == (1, 2, 2)
         folder = registry.load_champion("m-http", tmp_path / "champion", tracking_uri=url)
         assert registry.folder_hash(folder) == registry.folder_hash(models["better"])
-        assert any((tmp_path / "artifacts").rglob("model.safetensors"))  # the server stored the artifacts
+        assert len(list((tmp_path / "artifacts").rglob("model.safetensors"))) == 2  # stored by the server
+        assert versions(store, "m-http") == []  # and nothing went to the sqlite store
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

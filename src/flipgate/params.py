@@ -120,7 +120,7 @@ class Gate(Section):
 
 
 class Tracking(Section):
-    """MLflow: uri None = sqlite:///mlflow.db in the project (MLFLOW_TRACKING_URI overrides both)."""
+    """MLflow: uri None = MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the project."""
 
     uri: str | None = None
     experiment: str = "flipgate"

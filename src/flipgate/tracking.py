@@ -1,8 +1,10 @@
 """The only MLflow tracking code: one parent run per pipeline run, one nested run per stage.
 
-Where runs go (first that is set): the MLFLOW_TRACKING_URI environment variable (a per-invocation
-override, e.g. CI pointing at a server), the `tracking.uri` param, else `sqlite:///mlflow.db` in the
-working directory with artifacts in ./mlartifacts (for any sqlite store: `mlartifacts/` beside the db file).
+Where runs go (first that is set): the `tracking.uri` param, the MLFLOW_TRACKING_URI environment
+variable (leave the param null and set this to point one invocation, e.g. CI, at a server), else
+`sqlite:///mlflow.db` in the working directory with artifacts in ./mlartifacts (for any sqlite store:
+`mlartifacts/` beside the db file). The param comes first because MLflow itself rewrites the
+environment variable whenever a process sets a tracking URI.
 
 Stages are separate processes started by `dvc repro`, so they cannot hand each other a run object.
 Each stage finds-or-creates the parent run by the tag `flipgate.pipeline_key`, a hash of what fixes a
@@ -66,8 +68,8 @@ _MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """MLFLOW_TRACKING_URI if set, else `uri` (the tracking.uri param), else the project's sqlite file."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_URI
+    """`uri` (the tracking.uri param) if set, else MLFLOW_TRACKING_URI, else the project's sqlite file."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
 def artifact_root(uri: str) -> str | None:

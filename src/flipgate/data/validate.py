@@ -5,7 +5,8 @@ Per file: required columns (id, text, label), at least one row, no nulls, text n
 over D_old + D_new, and no text shared between training data and D_reg (texts compared after strip,
 lowercase and whitespace collapse). The cross-file facts are computed in pandas as boolean columns
 (`id_in_old`, `in_regression`) and checked by GX like any other column, so every verdict and every
-offending row comes out of GX the same way.
+offending row comes out of GX the same way. Leakage can be downgraded to a warning (GX severity) for
+published splits that share a few texts with their test set (MASSIVE add_data shares 7).
 
 Class-balance drift of D_new against D_old (total variation distance of the label shares) is
 computed here, not by GX, and only warns. Under `add_classes` it is measured on the old classes

@@ -1,5 +1,7 @@
 """`flipgate gate`: judge a candidate's predictions against the baseline's on the regression set.
 
+Predictions tables are parquet, csv or jsonl files with columns id, label, pred (logits ignored).
+
 Exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input (the dispatcher maps FlipgateError to 3).
 Imports no torch, transformers or MLflow: CI runs this on predictions files alone, in seconds.
 Policy values come from the flags, else from the `gate` section of --params, else the defaults.
@@ -25,22 +27,24 @@ _POLICY_FLAGS = ("nfr_budget", "upper_bound", "ci_level", "min_gain", "per_class
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--baseline", required=True, help="the old/champion model's predictions (parquet, csv, jsonl)")
-    p.add_argument("--candidate", required=True, help="the candidate's predictions on the same regression set")
-    p.add_argument("--params", type=Path, help="read policy defaults from this file's `gate` section")
+    p.description = "Judge a candidate's predictions against the baseline's on the regression set."
+    p.epilog = "exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input"
+    p.add_argument("--baseline", required=True, metavar="FILE", help="the old/champion model's predictions")
+    p.add_argument("--candidate", required=True, metavar="FILE", help="the candidate's, on the same examples")
+    p.add_argument("--params", type=Path, metavar="FILE", help="take policy defaults from its `gate` section")
     # default None everywhere: "not given" must fall through to --params, then to Policy's defaults.
-    p.add_argument("--nfr-budget", type=float, help="max negative flip rate, a fraction (default 0.01)")
+    p.add_argument("--nfr-budget", type=float, metavar="RATE", help="max negative flip rate (default 0.01)")
     p.add_argument(
         "--upper-bound",
         action=argparse.BooleanOptionalAction,
         help="also require the one-sided Clopper-Pearson upper bound of the NFR <= budget",
     )
-    p.add_argument("--ci-level", type=float, help="confidence level of the upper bound (default 0.95)")
-    p.add_argument("--min-gain", type=float, help="min accuracy gain over the baseline, a fraction; may be < 0")
-    p.add_argument("--per-class-budget", type=float, help="max NFR within every gold class")
-    p.add_argument("--golden-ids", type=Path, help="file of ids (one per line) that must never flip")
-    p.add_argument("--json", type=Path, help="write the decision as JSON here")
-    p.add_argument("--markdown", type=Path, help="write a PR-comment summary here")
+    p.add_argument("--ci-level", type=float, metavar="LEVEL", help="level of the upper bound (default 0.95)")
+    p.add_argument("--min-gain", type=float, metavar="RATE", help="min accuracy gain (default 0); may be < 0")
+    p.add_argument("--per-class-budget", type=float, metavar="RATE", help="max NFR within every gold class")
+    p.add_argument("--golden-ids", type=Path, metavar="FILE", help="ids (one per line) that must never flip")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the decision as JSON here")
+    p.add_argument("--markdown", type=Path, metavar="FILE", help="write a PR-comment summary here")
     p.add_argument(
         "--allow-identical",
         action="store_true",
@@ -97,7 +101,7 @@ def gate_files(
             data.baseline_pred,
             data.candidate_pred,
             policy,
-            ids=data.ids if policy.golden_ids else None,
+            ids=data.ids.to_pandas() if policy.golden_ids else None,
             baseline=str(baseline_ref),
             candidate=str(candidate_ref),
         )

@@ -1,1 +1,4 @@
-"""flipgate.mitigation."""
+"""Regression mitigations: BCWI (weight interpolation), Gated Fusion, old-new ensembles.
+
+The math here imports no MLflow, DVC or Great Expectations.
+"""

@@ -1,0 +1,133 @@
+"""BCWI end to end: sweep every variant over the alpha grid, select on dev, report the curves."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from flipgate.io import write_json, write_parquet
+from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
+from flipgate.mitigation.select import accuracy_halfwidth, select_lowest_nfr
+from flipgate.mitigation.sweep import correct_count, options, sweep
+from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
+
+log = logging.getLogger(__name__)
+
+
+def head_keys(model: torch.nn.Module) -> frozenset[str]:
+    """State-dict keys of the classification head's last layer: the rows that grow when classes are added."""
+    head = classifier_head(model)
+    prefix = next(n for n, m in model.named_modules() if m is head)
+    return frozenset(f"{prefix}.{p}" for p, _ in head.named_parameters())
+
+
+def tolerance_of(tolerance: float | str, new_dev: pd.DataFrame, level: float) -> tuple[float, float]:
+    """(tolerance as a fraction, CI half-width of new's dev accuracy). `ci` uses the half-width itself."""
+    half = accuracy_halfwidth(correct_count(new_dev), len(new_dev), level)
+    return (half if tolerance == "ci" else float(tolerance) / 100), half
+
+
+def run_bcwi(
+    old_dir: str,
+    new_dirs: dict[str, str],
+    labels: list[str],
+    splits: dict[str, pd.DataFrame],
+    old_preds: dict[str, pd.DataFrame],
+    new_preds: dict[str, pd.DataFrame],
+    alphas: list[float],
+    fisher: dict[str, torch.Tensor] | None,
+    tolerance: float | str,
+    ci_level: float,
+    device: torch.device,
+    batch_size: int,
+    max_length: int,
+) -> dict:
+    """`new_dirs` maps a variant ("plain", "soup") to the model interpolated with old; with `fisher`,
+    "fisher" reuses plain's new model. Returns curves, per-variant picks, the overall pick and its tables."""
+    old_model, _ = load_classifier(old_dir)
+    old_sd = {k: v.detach().clone() for k, v in old_model.state_dict().items()}
+    del old_model
+    tol, half = tolerance_of(tolerance, new_preds["dev"], ci_level)
+    ref_acc = correct_count(new_preds["dev"]) / max(len(new_preds["dev"]), 1)
+    variants = dict(new_dirs)
+    if fisher is not None:
+        variants["fisher"] = new_dirs["plain"]
+    curves, picks, tables = [], {}, {}
+    timing = {"interpolate_s": 0.0, "predict_s": 0.0, "alphas_run": 0}
+    for variant, new_dir in variants.items():
+        model, tokenizer = load_classifier(new_dir, labels)
+        new_sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # Predictions that exist already are reused: alpha 1 is old (unless classes were added: then it
+        # is old plus new's added rows), alpha 0 is new for plain and Fisher (a soup is a new model).
+        known = {}
+        if len(labels) == len(old_preds["dev"]["logits"].iloc[0]):
+            known[1.0] = old_preds
+        if variant in ("plain", "fisher"):
+            known[0.0] = new_preds
+        res = sweep(model, tokenizer, old_sd, new_sd, alphas, splits, old_preds, device, batch_size, max_length,
+                    fisher=fisher if variant == "fisher" else None, grow_keys=head_keys(model), known=known)
+        timing["interpolate_s"] += res.interpolate_s
+        timing["predict_s"] += res.predict_s
+        timing["alphas_run"] += sum(a not in known for a in alphas)
+        curves += [{"variant": variant, **r} for r in res.rows]
+        choice = select_lowest_nfr(options(res.rows), ref_acc, tol)
+        picks[variant] = {"alpha": choice.key, "dev_accuracy": choice.accuracy, "dev_nfr": choice.nfr, "reason": choice.reason}
+        tables[variant] = (res.predictions[choice.key], new_dir, choice.key)
+        log.info("%s: alpha %.2f selected (%s)", variant, choice.key, choice.reason)
+    best = select_lowest_nfr({v: {"accuracy": p["dev_accuracy"], "nfr": p["dev_nfr"]} for v, p in picks.items()}, ref_acc, tol)
+    return {
+        "curves": curves, "picks": picks, "selected": {"variant": best.key, **picks[best.key], "reason": best.reason},
+        "tolerance": tol, "new_dev_accuracy": ref_acc, "new_dev_ci_halfwidth": half, "ci_level": ci_level,
+        "timing": timing, "tables": tables, "old_sd": old_sd,
+    }
+
+
+def save_selected(result: dict, labels: list[str], fisher, model_dir: str | Path, pred_dir: str | Path) -> None:
+    """Materialise the selected variant/alpha as an HF folder and write its predictions."""
+    variant = result["selected"]["variant"]
+    tables, new_dir, alpha = result["tables"][variant]
+    model, tokenizer = load_classifier(new_dir, labels)
+    new_sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    interpolate_into(model, result["old_sd"], new_sd, alpha, fisher if variant == "fisher" else None, head_keys(model))
+    save_classifier(model, tokenizer, model_dir, {"role": "bcwi", "variant": variant, "alpha": alpha})
+    for split, table in tables.items():
+        write_parquet(table, Path(pred_dir) / f"{split}.parquet")
+
+
+def write_reports(result: dict, reports: str | Path) -> None:
+    reports = Path(reports)
+    write_json({"rows": result["curves"]}, reports / "bcwi_curve.json")
+    summary = {k: result[k] for k in ("selected", "picks", "tolerance", "new_dev_accuracy", "new_dev_ci_halfwidth", "ci_level", "timing")}
+    write_json(summary, reports / "bcwi.json")
+    plot_curve(result["curves"], result["selected"], reports / "bcwi_curve.png")
+
+
+def plot_curve(rows: list[dict], selected: dict, path: Path) -> None:
+    """Accuracy and NFR against alpha, one line per variant and split; the selected alpha marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from flipgate.io import atomic_path
+
+    df = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for (variant, split), g in df.groupby(["variant", "split"]):
+        style = "-" if split == "regression" else "--"
+        for ax, metric in zip(axes, ("accuracy", "nfr")):
+            ax.plot(g["alpha"], 100 * g[metric], style, marker="o", ms=3, label=f"{variant} ({split})")
+    for ax, metric in zip(axes, ("accuracy %", "NFR %")):
+        ax.axvline(selected["alpha"], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("alpha (0 = new, 1 = old)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"BCWI: selected {selected['variant']} alpha={selected['alpha']:.2f} on dev")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,47 @@
+"""Stage `bcwi`: interpolate old and new over the alpha grid, select alpha on dev, save the pick.
+
+Usage: python stages/bcwi.py DATA_DIR PREDICTIONS_DIR MODELS_DIR FISHER_DIR SOUP_DIR
+Reads models/{old,new}, predictions/{old,new}; writes models/bcwi, predictions/bcwi,
+reports/bcwi.json, reports/bcwi_curve.json (DVC plot) and reports/bcwi_curve.png.
+"""
+
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from flipgate import stage
+from flipgate.data import update
+from flipgate.io import read_table
+from flipgate.mitigation.bcwi import normalise_fisher
+from flipgate.mitigation.bcwi_run import run_bcwi, save_selected, write_reports
+from flipgate.models.device import get_device
+from flipgate.params import load_section
+
+
+def main() -> None:
+    data_dir, pred_root, model_root, fisher_dir, soup_dir = map(Path, sys.argv[1:6])
+    base, bcwi = load_section("base"), load_section("bcwi")
+    labels, _ = update.load_labels(data_dir)
+    splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
+    preds = {m: {s: read_table(pred_root / m / f"{s}.parquet") for s in splits} for m in ("old", "new")}
+    new_dirs = {"plain": str(model_root / "new")}
+    if "soup" in bcwi.variants:
+        new_dirs["soup"] = str(soup_dir)
+    fisher = None
+    if "fisher" in bcwi.variants:
+        if not (fisher_dir / "fisher.safetensors").exists():
+            raise stage.FlipgateError(f"{fisher_dir}: no fisher.safetensors; run `dvc repro fisher`")
+        fisher = normalise_fisher(load_file(str(fisher_dir / "fisher.safetensors")))
+    if "plain" not in bcwi.variants:
+        raise stage.FlipgateError("bcwi.variants: must include plain (the other variants are compared with it)")
+    result = run_bcwi(
+        str(model_root / "old"), new_dirs, labels, splits, preds["old"], preds["new"], bcwi.alphas, fisher,
+        bcwi.tolerance, bcwi.ci_level, get_device(base.device), base.eval_batch_size, base.max_length,
+    )
+    save_selected(result, labels, fisher, model_root / "bcwi", pred_root / "bcwi")
+    write_reports(result, "reports")
+
+
+if __name__ == "__main__":
+    stage.run("bcwi", main)

@@ -1,0 +1,46 @@
+"""Stage `soup`: SoupBCWI's soup, new models from k seeds (models/new is one) averaged into one.
+
+Usage: python stages/soup.py DATA_DIR OLD_MODEL_DIR NEW_MODEL_DIR OUT_DIR
+Writes the averaged model to OUT_DIR, or only OUT_DIR/off.json when bcwi.variants has no `soup`.
+"""
+
+import sys
+
+from flipgate import stage
+from flipgate.data import update
+from flipgate.io import atomic_path, write_json
+from flipgate.mitigation.bcwi import average
+from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.models.device import get_device, set_seed
+from flipgate.models.train import TrainConfig, train_classifier
+from flipgate.params import load_section
+
+
+def main() -> None:
+    data_dir, old_dir, new_dir, out = sys.argv[1:5]
+    base, bcwi, hp = load_section("base"), load_section("bcwi"), load_section("train_new")
+    if "soup" not in bcwi.variants:
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            write_json({"soup": "off", "why": "bcwi.variants has no soup"}, tmp / "off.json")
+        return
+    labels, _ = update.load_labels(data_dir)
+    d_upd = update.load_split(data_dir, "updated")
+    device = get_device(base.device)
+    model, tok = load_classifier(new_dir, labels)
+    members = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
+    for i in range(1, bcwi.soup_k):
+        seed = base.seed + i
+        set_seed(seed)
+        member, tok = load_classifier(old_dir, labels)
+        cfg = TrainConfig(epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
+                          weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=seed)
+        stage.log.info("soup member %d/%d (seed %d)", i + 1, bcwi.soup_k, seed)
+        train_classifier(member, tok, d_upd["text"].tolist(), d_upd["label"].to_numpy(), cfg, device)
+        members.append({k: v.detach().cpu().clone() for k, v in member.state_dict().items()})
+    model.load_state_dict(average(members))
+    save_classifier(model, tok, out, {"role": "soup", "k": bcwi.soup_k, "seeds": [base.seed + i for i in range(bcwi.soup_k)]})
+
+
+if __name__ == "__main__":
+    stage.run("soup", main)
