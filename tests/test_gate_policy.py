@@ -21,7 +21,7 @@ CAND = np.array([1, 1, 0, 0, 0, 1, 1, 1, 1, 0])
 
 
 def check(decision, name):
-    (c,) = [c for c in decision.checks if c.name.split("@")[0] == name]
+    (c,) = [c for c in decision.checks if c.name == name]
     return c
 
 
@@ -173,7 +173,7 @@ def test_decision_is_frozen_data():
         d.checks[0].verdict = "pass"
     payload = json.loads(json.dumps(d.to_dict()))
     assert payload["verdict"] == "reject"
-    assert [c["name"] for c in payload["checks"]] == ["nfr", "nfr_upper_bound@0.95", "accuracy_gain", "golden_ids"]
+    assert [c["name"] for c in payload["checks"]] == ["nfr", "nfr_upper_bound", "accuracy_gain", "golden_ids"]
     assert payload["counts"]["negative_flips"] == 2
     assert payload["policy"]["golden_ids"] == 1
     assert set(payload["checks"][0]) == {"name", "observed", "op", "threshold", "verdict", "detail"}

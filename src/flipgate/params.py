@@ -133,6 +133,14 @@ class Promote(Section):
     require_champion_baseline: bool = True  # a pass against a non-champion baseline does not promote
 
 
+class Select(Section):
+    """Which model to gate: the lowest dev NFR within `tolerance` accuracy points of `reference`'s."""
+
+    candidates: list[str] = Field(default_factory=lambda: ["new", "bcwi", "gated_fusion"])
+    reference: str = "target"
+    tolerance: float = Field(0.5, ge=0)
+
+
 SECTIONS: dict[str, type[Section]] = {
     "base": Base,
     "data": Data,
@@ -141,6 +149,7 @@ SECTIONS: dict[str, type[Section]] = {
     "train_target": Train,
     "train_new": Train,
     "bcwi": Bcwi,
+    "select": Select,
     "validate": Validate,
     "gate": Gate,
     "tracking": Tracking,

@@ -82,13 +82,13 @@ def artifact_root(uri: str) -> str | None:
 
 
 def connect(uri: str | None = None) -> MlflowClient:
-    """Point MLflow (tracking and registry) at the resolved store and return a client for it.
+    """Point MLflow at the resolved store and return a client for it (registry = the same store).
 
+    MLflow exports the URI as MLFLOW_TRACKING_URI, so subprocesses started later log there too.
     The first use of a fresh sqlite file migrates its schema (a few seconds, once per file).
     """
     resolved = resolve_uri(uri)
-    mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(resolved)
+    mlflow.set_tracking_uri(resolved)  # the fluent API (log_model, models:/ URIs) follows it
     return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
 
 
@@ -303,15 +303,23 @@ def _log_fingerprints(run: StageRun, root: Path, datasets: Mapping[str, str | Pa
 
 def log_model(folder: str | Path, name: str = "model", experiment: str = DEFAULT_EXPERIMENT, **model_config: Any):
     """Log a model folder (any kind `flipgate.models.pyfunc` loads) as a pyfunc to the active run, or,
-    when there is none, as a run-less logged model in `experiment` (never MLflow's Default experiment,
-    whose artifacts land in ./mlruns of whatever directory created the store).
+    when there is none, to a short run `log-<folder name>` in `experiment` (never MLflow's Default
+    experiment, whose artifacts land in ./mlruns of whichever directory first opened the store).
     model_config: max_length, batch_size, device (read back by the pyfunc's load_context)."""
-    from flipgate.models.pyfunc import ARTIFACT_KEY, FlipgatePyfunc, model_kind
+    from flipgate.models.pyfunc import model_kind
 
     folder = Path(folder)
     model_kind(folder)  # fail here, naming the folder, rather than at load time
     if mlflow.active_run() is None:
-        mlflow.set_experiment(experiment_id=experiment_id(MlflowClient(), experiment))
+        exp_id = experiment_id(MlflowClient(), experiment)
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"log-{folder.name}"):
+            return _log_pyfunc(folder, name, model_config)
+    return _log_pyfunc(folder, name, model_config)
+
+
+def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
+    from flipgate.models.pyfunc import ARTIFACT_KEY, FlipgatePyfunc
+
     with warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
         # Deliberate choices MLflow warns about on every call: no input example (it would run the
         # model; the signature is explicit instead) and a by-reference pickle of the wrapper.

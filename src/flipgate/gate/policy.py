@@ -17,9 +17,9 @@ Verdicts. A check is ``pass``, ``fail`` or ``inconclusive``. Inconclusive means 
 - the regression set is empty (every check that needs examples is inconclusive);
 - the upper-bound check, when the point estimate passes (NFR <= budget) but the bound is above the
   budget. The set is too small to show the NFR is within budget at that confidence; a larger set would
-  shrink the bound towards the point estimate. The detail says how many examples even zero flips need
-  (``min_examples_for_bound``: 299 for budget 0.01 at 95%). When the point estimate itself is above the
-  budget, the ``nfr`` check fails and the upper-bound check fails too.
+  shrink the bound towards the point estimate (unless NFR equals the budget exactly). The detail says
+  how many examples even zero flips need (``min_examples_for_bound``: 299 for budget 0.01 at 95%).
+  When the point estimate itself is above the budget, ``nfr`` fails and the upper-bound check fails too.
 The overall verdict is ``reject`` if any check fails, else ``inconclusive`` if any check is
 inconclusive, else ``pass``. So a clear failure on a small set still rejects.
 """
@@ -230,12 +230,12 @@ def _nfr_check(c: FlipCounts, p: Policy) -> Check:
 
 
 def _upper_bound_check(c: FlipCounts, p: Policy) -> Check:
-    name = f"nfr_upper_bound@{p.ci_level:g}"
+    name = "nfr_upper_bound"
     if c.n == 0:
         return Check(name, None, "<=", p.nfr_budget, "inconclusive", "the regression set is empty")
     upper = clopper_pearson_upper(c.negative_flips, c.n, p.ci_level)
     if upper <= p.nfr_budget:
-        return Check(name, upper, "<=", p.nfr_budget, "pass", "Clopper-Pearson, one-sided")
+        return Check(name, upper, "<=", p.nfr_budget, "pass", f"one-sided Clopper-Pearson at {p.ci_level:g}")
     if c.nfr > p.nfr_budget:
         return Check(name, upper, "<=", p.nfr_budget, "fail", "the point estimate is above the budget too")
     need = min_examples_for_bound(p.nfr_budget, p.ci_level)

@@ -1,0 +1,32 @@
+"""Stage `select`: choose the candidate on dev and copy its predictions to CANDIDATE_DIR.
+
+Usage: python stages/select.py PREDICTIONS_DIR MODELS_DIR CANDIDATE_DIR
+Writes CANDIDATE_DIR/{dev,regression}.parquet and candidate.json (name, model folder, why).
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from flipgate import stage
+from flipgate.io import atomic_path, write_json
+from flipgate.params import load_section
+from flipgate.select import choose_candidate
+
+
+def main() -> None:
+    pred_root, model_root, out = map(Path, sys.argv[1:4])
+    sel = load_section("select")
+    result = choose_candidate(pred_root, sel.candidates, sel.reference, sel.tolerance)
+    name = result["candidate"]
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for split in ("dev", "regression"):
+            shutil.copyfile(pred_root / name / f"{split}.parquet", tmp / f"{split}.parquet")
+        write_json({**result, "model_dir": str(model_root / name)}, tmp / "candidate.json")
+    write_json(result, "reports/select.json")
+    stage.log.info("candidate: %s (%s)", name, result["reason"])
+
+
+if __name__ == "__main__":
+    stage.run("select", main)
