@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("bcwi", main)
+    stage.run("bcwi", main, sections=("base", "bcwi"), metrics=("reports/bcwi.json",), artifacts=("reports/bcwi_curve.json", "reports/bcwi_curve.png", "predictions/bcwi"))

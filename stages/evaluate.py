@@ -22,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("evaluate", main)
+    stage.run("evaluate", main, sections=("base",), metrics=("reports/metrics.json",), artifacts=("reports/metrics.json",))

@@ -37,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("fisher", main)
+    stage.run("fisher", main, sections=("base", "bcwi"), metrics=(), artifacts=())

@@ -32,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("gate", main)
+    stage.run("gate", main, sections=("gate",), metrics=("reports/gate.json",), artifacts=("reports/gate.json", "reports/gate.md"))

@@ -24,7 +24,8 @@ def main() -> None:
     candidate = Path(candidate_dir.format(candidate=decision.get("candidate", "")))
     regression_hash = tracking.dataset_fingerprint(regression)["hash"]
 
-    with tracking.stage_run("promote", {"base": base, "promote": promote}, uri=trk.uri, experiment=trk.experiment) as run:
+    sections = {"base": base, "promote": promote}
+    with tracking.stage_run("promote", sections, uri=trk.uri, experiment=trk.experiment) as run:
         run.log_artifact(gate_json)
         result = registry.promote(
             candidate,
@@ -46,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("promote", main)
+    stage.run("promote", main, track=False)

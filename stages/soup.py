@@ -43,4 +43,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("soup", main)
+    stage.run("soup", main, sections=("base", "bcwi", "train_new"), metrics=(), artifacts=())

@@ -3,6 +3,7 @@
 Usage: python stages/train.py ROLE DATA_DIR INIT MODEL_DIR PREDICTIONS_DIR
   ROLE  old | target | new      (params: base + train_<ROLE>)
   INIT  `base` (the pretrained base.model) or a model folder (new: models/old)
+With `old.source: registry`, train_old trains nothing: old is `models:/<promote.registered_name>@champion`.
 """
 
 import sys
@@ -11,7 +12,7 @@ from flipgate import stage
 from flipgate.data import update
 from flipgate.io import write_json
 from flipgate.models.device import get_device
-from flipgate.models.run import EVAL_SPLITS, fine_tune
+from flipgate.models.run import EVAL_SPLITS, fine_tune, from_registry
 from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
@@ -20,10 +21,15 @@ TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
 
 def main() -> None:
     role, data_dir, init, model_dir, pred_dir = sys.argv[1:6]
-    if role not in TRAIN_SPLIT:
-        raise stage.FlipgateError(f"unknown role {role!r}; use one of {sorted(TRAIN_SPLIT)}")
     base, hp = load_section("base"), load_section(f"train_{role}")
     labels, _ = update.load_labels(data_dir)
+    eval_splits = {s: update.load_split(data_dir, s) for s in EVAL_SPLITS}
+    if role == "old" and load_section("old").source == "registry":
+        trk = load_section("tracking")
+        summary = from_registry(load_section("promote").registered_name, trk.uri, eval_splits, get_device(base.device),
+                                model_dir, pred_dir, base.eval_batch_size, base.max_length)
+        write_json(summary, f"reports/train/{role}.json")
+        return
     cfg = TrainConfig(
         epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
         weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=base.seed,
@@ -32,7 +38,7 @@ def main() -> None:
         init=base.model if init == "base" else init,
         labels=labels,
         train_df=update.load_split(data_dir, TRAIN_SPLIT[role]),
-        eval_splits={s: update.load_split(data_dir, s) for s in EVAL_SPLITS},
+        eval_splits=eval_splits,
         cfg=cfg,
         device=get_device(base.device),
         model_dir=model_dir,
@@ -44,4 +50,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run(f"train_{sys.argv[1] if len(sys.argv) > 1 else '?'}", main)
+    if len(sys.argv) != 6 or sys.argv[1] not in TRAIN_SPLIT:
+        sys.exit(__doc__)
+    role = sys.argv[1] if len(sys.argv) > 1 else "?"
+    stage.run(f"train_{role}", main, sections=("base", f"train_{role}"), metrics=(f"reports/train/{role}.json",),
+              artifacts=(f"reports/train/{role}.json", f"predictions/{role}"))

@@ -12,7 +12,7 @@ from flipgate.params import load_section
 
 def main() -> None:
     out = sys.argv[1]
-    base, data, sizes = (load_section(s) for s in ("base", "data", "update"))
+    data, sizes = load_section("data"), load_section("update")
     add_classes = data.scenario == "add_classes"
     if data.source == "files":
         if data.files is None:
@@ -35,7 +35,7 @@ def main() -> None:
             pool = sources.load_embedded()
         if sizes.new_classes and not add_classes:
             raise stage.FlipgateError("update.new_classes: set data.scenario: add_classes to hold classes out of D_old")
-        result = update.from_pool(pool, sizes.n_old, sizes.n_new, sizes.n_dev, sizes.n_regression, base.seed, sizes.new_classes)
+        result = update.from_pool(pool, sizes.n_old, sizes.n_new, sizes.n_dev, sizes.n_regression, sizes.seed, sizes.new_classes)
     update.save(result, out)
     stage.log.info(
         "D_old %d, D_new %d, dev %d, regression %d, %d labels (%d old)",
@@ -44,4 +44,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("update", main)
+    stage.run("update", main, sections=("data", "update"), metrics=(), artifacts=("data/update/labels.json",))

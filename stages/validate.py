@@ -35,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("validate", main)
+    stage.run("validate", main, sections=("data", "validate"), metrics=(), artifacts=("reports/validation.json", "reports/validation.md"))

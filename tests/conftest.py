@@ -34,8 +34,11 @@ def toy_frame(n: int, seed: int, prefix: str = "x") -> pd.DataFrame:
 
 def build_tiny_bert(folder: Path, hidden: int = 32, layers: int = 2, corpus: list[str] | None = None) -> Path:
     """A randomly initialised BERT (hidden 32, 2 layers) with a WordPiece tokenizer trained here."""
+    import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(hidden * 100 + layers)  # the same tiny model every session
 
     corpus = corpus or [" ".join(POSITIVE + NEGATIVE + FILLER)] + toy_frame(200, 99)["text"].tolist()
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))

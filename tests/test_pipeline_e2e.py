@@ -57,11 +57,22 @@ def test_repro_trains_evaluates_and_caches(repo):
         assert (tmp / "predictions" / name / "regression.parquet").exists()
     metrics = json.loads((tmp / "reports" / "metrics.json").read_text())
     reg = metrics["regression"]
-    assert set(reg) == {"old", "target", "new"}
+    assert set(reg) >= {"old", "target", "new", "bcwi"}
     assert reg["old"]["nfr"] == 0.0 and reg["old"]["n"] == 80
     assert reg["new"]["accuracy"] > 0.6  # the toy task is learnable by a tiny BERT
     assert 0 <= reg["new"]["nfr"] <= 1 - reg["new"]["accuracy"]
-    assert set(metrics["wall_time_s"]) >= {"update", "train_old", "train_target", "train_new"}
+    assert set(metrics["wall_time_s"]) >= {"update", "validate", "train_old", "train_target", "train_new", "bcwi"}
+    assert json.loads((tmp / "reports" / "validation.json").read_text())["success"] is True
+    curve = json.loads((tmp / "reports" / "bcwi_curve.json").read_text())["rows"]
+    assert len(curve) == 2 * 11 and {r["split"] for r in curve} == {"dev", "regression"}
+    # alpha 0 and 1 reuse new's and old's predictions: the curve's endpoints are their figures
+    end0 = next(r for r in curve if r["alpha"] == 0.0 and r["split"] == "regression")
+    assert end0["nfr"] == reg["new"]["nfr"]
+    assert (tmp / "reports" / "bcwi_curve.png").read_bytes()[:4] == b"\x89PNG"
+    chosen = json.loads((tmp / "candidate" / "candidate.json").read_text())
+    assert chosen["candidate"] in {"new", "bcwi"} and "gated_fusion" in chosen["skipped"]
+    gate = json.loads((tmp / "reports" / "gate.json").read_text())
+    assert gate["verdict"] in {"pass", "reject", "inconclusive"} and gate["checks"]
 
     again = sh(["dvc", "repro"], tmp, env)
     assert again.returncode == 0

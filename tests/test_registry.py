@@ -162,10 +162,13 @@ def test_bad_inputs_raise_flipgate_errors(store, models, tmp_path, monkeypatch):
         registry.promote(tmp_path / "nope", decision("pass"), "m-bad", regression_hash="r1", tracking_uri=store)
     gf = tmp_path / "gf"
     gf.mkdir()
+    (gf / "config.json").write_text("{}")
+    (gf / "gate.pt").write_bytes(b"")
+    assert pyfunc.model_kind(gf) == "gated_fusion"  # config.json alone would say "hf"
     (gf / "flipgate.json").write_text(json.dumps({"kind": "gated_fusion"}))
     assert pyfunc.model_kind(gf) == "gated_fusion"
     monkeypatch.setitem(pyfunc.LOADERS, "gated_fusion", "flipgate.mitigation.not_there:load_predictor")
-    with pytest.raises(FlipgateError, match="kind 'gated_fusion' needs flipgate.mitigation.not_there"):
+    with pytest.raises(FlipgateError, match="kind .gated_fusion. needs flipgate.mitigation.not_there.*not wired"):
         pyfunc.load_any(gf)
     (gf / "flipgate.json").write_text(json.dumps({"kind": "onnx"}))
     with pytest.raises(FlipgateError, match="unknown kind 'onnx'"):

@@ -14,6 +14,7 @@ from flipgate.errors import FlipgateError
 COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("flipgate.gate.cli", "judge a candidate's predictions against a baseline's (exit 0 pass, 1 reject, 2 inconclusive, 3 bad input)"),
     "show": ("flipgate.report.show", "print the results table from reports/metrics.json"),
+    "report": ("flipgate.report.cli", "rebuild reports/report.{md,html}, the flip ledger and plots from predictions"),
 }
 
 BAD_INPUT = 3

@@ -60,6 +60,7 @@ class Data(Section):
 class Update(Section):
     """Sizes for pooled sources (embedded, hf); ignored for `files`, whose files are the splits."""
 
+    seed: int = 0  # the split's seed, apart from base.seed: seeds of a multi-seed run share one split
     n_old: int = Field(1000, gt=0)
     n_new: int = Field(500, gt=0)
     n_dev: int = Field(1000, gt=0)
@@ -122,6 +123,7 @@ class Gate(Section):
 class Tracking(Section):
     """MLflow: uri None = MLFLOW_TRACKING_URI if set, else sqlite:///mlflow.db in the project."""
 
+    enabled: bool = True  # false: stages log nothing to MLflow (promote still needs the registry)
     uri: str | None = None
     experiment: str = "flipgate"
 
@@ -141,14 +143,69 @@ class Select(Section):
     tolerance: float = Field(0.5, ge=0)
 
 
+class GatedFusion(Section):
+    """Gated Fusion (stage `gated_fusion`); paper grids in appendix A.3. Rates are fractions."""
+
+    variant: Literal["paper", "heldout"] = "heldout"
+    init: str = "old"  # new starts from: "old" (data update), "base" (base.model) or a model id/folder (upgrade)
+    epochs: int = Field(5, gt=0)  # N: paper = N - 1 epochs new alone + 1 joint epoch
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(32, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    lr2: float = Field(3e-5, gt=0)  # paper: the joint epoch's learning rate (grid 5e-7 ... 3e-5)
+    drop_gate: float = Field(0.5, ge=0, lt=1)  # paper: share of joint steps that train new alone (0.4 ... 0.8)
+    temperature: float = Field(1.0, gt=0)  # T on old's logits (1.0 ... 1.6)
+    gate_hidden: int = Field(64, gt=0)
+    gate_dropout: float = Field(0.1, ge=0, lt=1)
+    gate_inputs: Literal["embedding", "signals", "both"] | None = None  # None: paper embedding, heldout both
+    gate_lr: float | None = Field(None, gt=0)  # None: lr2 (paper), 1e-3 (heldout)
+    gate_epochs: int = Field(30, gt=0)  # heldout: passes over the gate split
+    heldout_fraction: float = Field(0.2, gt=0, lt=1)  # heldout: share of D_updated kept for the gate
+    refit: bool = False  # heldout: retrain new on all of D_updated after fitting the gate
+    cache_fractions: list[float] = Field(default_factory=lambda: [0.5, 0.75])
+
+    @field_validator("cache_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(f <= 0 or f >= 1 for f in v):
+            raise ValueError("cache_fractions must lie strictly between 0 and 1 (0% and 100% are always reported)")
+        return sorted(set(v))
+
+
+class Ensembles(Section):
+    """Old-new ensembles (stage `ensembles`): alpha is the weight on NEW, chosen on dev."""
+
+    alphas: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or `ci`, as in bcwi
+    ci_level: float = Field(0.95, gt=0, lt=1)
+
+    @field_validator("alphas")
+    @classmethod
+    def _in_unit_interval(cls, v: list[float]) -> list[float]:
+        if not v or any(a < 0 or a > 1 for a in v):
+            raise ValueError("alphas must be a non-empty list of numbers in [0, 1]")
+        return sorted(set(v))
+
+
+class Old(Section):
+    """Where the old model comes from: trained here on D_old, or the registry's champion (a data update)."""
+
+    source: Literal["train", "registry"] = "train"
+
+
 SECTIONS: dict[str, type[Section]] = {
     "base": Base,
     "data": Data,
     "update": Update,
+    "old": Old,
     "train_old": Train,
     "train_target": Train,
     "train_new": Train,
     "bcwi": Bcwi,
+    "gated_fusion": GatedFusion,
+    "ensembles": Ensembles,
     "select": Select,
     "validate": Validate,
     "gate": Gate,

@@ -159,6 +159,8 @@ def pipeline_key(root: str | Path = ".", params_file: str = "params.yaml") -> st
 
 def dataset_fingerprint(path: str | Path) -> dict[str, str | int]:
     """Content hash (id, text, label columns that exist) and row count of a parquet split."""
+    if not Path(path).exists():
+        raise FlipgateError(f"{path}: data split not found; run `dvc repro update` to write it")
     df = pd.read_parquet(path)
     cols = [c for c in ("id", "text", "label") if c in df.columns] or list(df.columns)
     return {"hash": frame_hash(df, cols), "rows": len(df)}

@@ -178,7 +178,7 @@ def promote(
     champion (bootstrap). With require_champion_baseline, a pass whose baseline is not the champion's
     content does not move the champion (the gate did not compare against production); the candidate
     gets `challenger` and the note says why. A candidate identical to the champion changes nothing.
-    The model is logged to the active MLflow run (the promote stage's), else run-less in `experiment`.
+    The model is logged to the active MLflow run (the promote stage's), else to a short run in `experiment`.
     Raises FlipgateError for a missing folder or a decision without a known verdict.
     """
     d = decision_dict(decision)
@@ -198,13 +198,9 @@ def promote(
                        "the candidate is the champion already; nothing to do")
 
     note = ""
-    move = verdict == "pass"
-    if move and require_champion_baseline and champion is not None and baseline_folder is not None:
-        if folder_hash(baseline_folder) != champion.tags.get("model_hash"):
-            move = False
-            note = (f"passed against {baseline_folder}, which is not champion version {champion.version}; "
-                    "set old.source: registry so the gate compares against the champion")
-            log.warning("champion not moved: %s", note)
+    if verdict == "pass" and require_champion_baseline:
+        note = _baseline_mismatch(champion, baseline_folder)
+    move = verdict == "pass" and not note
 
     version_tags = {
         "verdict": verdict,
@@ -228,14 +224,27 @@ def promote(
     if note:
         client.set_model_version_tag(registered_name, mv.version, "note", note)
 
-    if move:
-        client.set_registered_model_alias(registered_name, CHAMPION, mv.version)
-        challenger = _alias_version(client, registered_name, CHALLENGER)
-        if challenger is not None and challenger.version == mv.version:
-            client.delete_registered_model_alias(registered_name, CHALLENGER)
-    else:
-        client.set_registered_model_alias(registered_name, CHALLENGER, mv.version)
+    _set_alias(client, registered_name, mv.version, CHAMPION if move else CHALLENGER)
     return _result(client, registered_name, mv, verdict, created, boot, note)
+
+
+def _baseline_mismatch(champion, baseline_folder: str | Path | None) -> str:
+    """Why a pass must not move the champion (the gate compared against another model), or ""."""
+    if champion is None or baseline_folder is None or folder_hash(baseline_folder) == champion.tags.get("model_hash"):
+        return ""
+    note = (f"passed against {baseline_folder}, which is not champion version {champion.version}; "
+            "set old.source: registry so the gate compares against the champion")
+    log.warning("champion not moved: %s", note)
+    return note
+
+
+def _set_alias(client, name: str, version: str, alias: str) -> None:
+    """Point `alias` at `version`; a version that becomes champion stops being the challenger."""
+    client.set_registered_model_alias(name, alias, version)
+    if alias == CHAMPION:
+        challenger = _alias_version(client, name, CHALLENGER)
+        if challenger is not None and challenger.version == version:
+            client.delete_registered_model_alias(name, CHALLENGER)
 
 
 def _result(client, name: str, mv, verdict: str, created: bool, boot: int | None, note: str) -> Promotion:
@@ -274,7 +283,9 @@ def load_champion(name: str, dst: str | Path, tracking_uri: str | None = None) -
             "right server"
         )
     with tempfile.TemporaryDirectory(prefix="flipgate-champion-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}@{CHAMPION}", dst_path=tmp))
+        uri = tracking.resolve_uri(tracking_uri)
+        local = Path(mlflow.artifacts.download_artifacts(
+            f"models:/{name}@{CHAMPION}", dst_path=tmp, tracking_uri=uri, registry_uri=uri))
         inner = local / _artifact_subpath(local)
         with atomic_path(dst) as out:
             shutil.copytree(inner, out)

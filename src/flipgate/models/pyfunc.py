@@ -1,10 +1,10 @@
 """Any flipgate classifier folder as one MLflow pyfunc: DataFrame `text` in, `pred` + `logits` out.
 
 A model folder says what it is in an optional `flipgate.json` ({"kind": "hf" | "gated_fusion", ...}, as
-`save_classifier` writes it); without one, a folder holding `config.json` is an HF save_pretrained folder
-("hf"). `load_any(folder)` dispatches on the kind to a loader named in LOADERS, so a new kind (Gated
-Fusion: old/, new/, gate.pt, config.json) is wired by writing its loader, not by changing the wrapper
-or the registry.
+`save_classifier` writes it); without one, a folder holding `gate.pt` is Gated Fusion (old/, new/,
+gate.pt, config.json) and one holding `config.json` is an HF save_pretrained folder ("hf").
+`load_any(folder)` dispatches on the kind to a loader named in LOADERS, so a new kind is wired by
+writing its loader, not by changing the wrapper or the registry.
 
 A loader returns a Predictor: `predict_logits(texts) -> float32 array (n, classes)`.
 The pyfunc pickles this module by reference, so the environment that loads it needs `flipgate` installed.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,10 +26,8 @@ import pandas as pd  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
 
-log = logging.getLogger(__name__)
-
 MANIFEST = "flipgate.json"  # shared with flipgate.models.classifier.save_classifier
-ARTIFACT_KEY = "model"  # the folder's name under the logged model's artifacts/
+ARTIFACT_KEY = "model"  # the folder's key in the pyfunc's artifacts (MLmodel maps it to its path)
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_BATCH_SIZE = 64
 
@@ -46,7 +43,8 @@ class Predictor(Protocol):
 
 
 def model_kind(folder: str | Path) -> str:
-    """The folder's kind from flipgate.json, else "hf" when it holds config.json.
+    """The folder's kind from flipgate.json, else "gated_fusion" when it holds gate.pt, else "hf" when
+    it holds config.json.
 
     Raises FlipgateError for a missing folder, an unreadable manifest or an unknown kind.
     """
@@ -60,6 +58,8 @@ def model_kind(folder: str | Path) -> str:
         if kind not in LOADERS:
             raise FlipgateError(f"{manifest}: unknown kind {kind!r}; known: {sorted(LOADERS)}")
         return kind
+    if (folder / "gate.pt").exists():  # a Gated Fusion folder: old/, new/, gate.pt, config.json
+        return "gated_fusion"
     if (folder / "config.json").exists():
         return "hf"
     raise FlipgateError(
@@ -77,7 +77,7 @@ def load_any(folder: str | Path, **options: Any) -> Predictor:
     except (ImportError, AttributeError) as exc:
         raise FlipgateError(
             f"{folder}: model kind {kind!r} needs {module_name}.{func_name}(folder, **options), "
-            f"which is not available ({exc}); it is not wired in this version of flipgate"
+            f"which cannot be imported ({exc}): that kind is not wired yet, or its module is broken"
         ) from exc
     return loader(Path(folder), **options)
 

@@ -74,6 +74,29 @@ def fine_tune(
     return summary
 
 
+def from_registry(
+    registered_name: str,
+    tracking_uri: str | None,
+    eval_splits: dict[str, pd.DataFrame],
+    device: torch.device,
+    model_dir: str | Path,
+    predictions_dir: str | Path,
+    eval_batch_size: int,
+    max_length: int,
+) -> dict:
+    """The old model of a data update: fetch `models:/<name>@champion` into `model_dir`, predict."""
+    from flipgate.gate import registry
+
+    version = registry.champion_version(registered_name, tracking_uri)
+    registry.load_champion(registered_name, model_dir, tracking_uri)
+    model, tokenizer = load_classifier(str(model_dir))
+    tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, max_length)
+    summary = {"init": f"models:/{registered_name}@champion", "champion_version": version, "train_examples": 0}
+    for name, t in tables.items():
+        summary[f"{name}_accuracy"] = float(np.mean(t["pred"].to_numpy() == t["label"].to_numpy()))
+    return summary
+
+
 def accuracy_against(old: pd.DataFrame, cand: pd.DataFrame) -> dict:
     """Flip metrics of a candidate against old on the same ids (tables aligned by id)."""
     merged = old[["id", "label", "pred"]].merge(cand[["id", "pred"]], on="id", suffixes=("_old", ""), validate="1:1")

@@ -1,6 +1,6 @@
 """Stage `select`: choose the candidate on dev and copy its predictions to CANDIDATE_DIR.
 
-Usage: python stages/select.py PREDICTIONS_DIR MODELS_DIR CANDIDATE_DIR
+Usage: python stages/select_candidate.py PREDICTIONS_DIR MODELS_DIR CANDIDATE_DIR
 Writes CANDIDATE_DIR/{dev,regression}.parquet and candidate.json (name, model folder, why).
 """
 
@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("select", main)
+    stage.run("select", main, sections=("select",), metrics=("reports/select.json",), artifacts=("reports/select.json",))

@@ -1,0 +1,157 @@
+"""Gated Fusion end to end (the stage's and the benchmark's library half): build and train, then predict
+each split live, with old dropped and with the old-logit cache, and score every output against old and new.
+
+Old's logits on dev and the regression set come from its predictions table (the project's currency and,
+for a champion in production, exactly the cache of logits it served); they equal a live run of old.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from flipgate.errors import FlipgateError
+from flipgate.io import logits_matrix, predictions_frame, write_parquet
+from flipgate.mitigation.cache import OldLogitCache, distance_stats, sample_cached
+from flipgate.mitigation.ensemble import score
+from flipgate.mitigation.gated_fusion import (
+    FusionOutput,
+    FusionSchedule,
+    FusionTrainResult,
+    GateConfig,
+    GatedFusion,
+    build_gated_fusion,
+    train_gated_fusion,
+)
+from flipgate.models.classifier import load_classifier
+from flipgate.models.device import set_seed
+
+log = logging.getLogger(__name__)
+
+LIVE, DROPPED = "gated_fusion", "gated_fusion_dropped"
+
+
+def cache_name(fraction: float) -> str:
+    return f"gated_fusion_cache{round(100 * fraction)}"
+
+
+def fit(old_dir: str, init: str, labels: list[str], train_df: pd.DataFrame, config: GateConfig,
+        schedule: FusionSchedule, device: torch.device, max_length: int, batch_size: int) -> tuple[GatedFusion, FusionTrainResult]:
+    """Build Gated Fusion from old's folder and `init`, train it on `train_df` (text, label)."""
+    seed = schedule.train.seed
+    gf = build_gated_fusion(old_dir, init, labels, config, device, max_length, batch_size, seed)
+
+    def reload_new():
+        set_seed(seed)
+        return load_classifier(init, labels)[0]
+
+    result = train_gated_fusion(gf, train_df["text"].tolist(), train_df["label"].to_numpy(), schedule,
+                                reload_new=reload_new)
+    return gf, result
+
+
+def logits_by_id(df: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndarray:
+    """`table`'s logits in `df`'s row order; every id of `df` must be in `table`."""
+    by_id = table.set_index("id")
+    missing = ~df["id"].astype("string").isin(by_id.index)
+    if missing.any():
+        raise FlipgateError(f"{where}: {int(missing.sum())} id(s) of the split have no prediction, e.g. "
+                            f"{df['id'][missing].iloc[0]!r}; rerun the stage that writes it")
+    return logits_matrix(by_id.loc[df["id"].astype("string")].reset_index())
+
+
+@dataclass(frozen=True)
+class SplitOutputs:
+    tables: dict[str, pd.DataFrame]  # output name -> predictions table
+    cache: list[dict]  # one row per cache fraction: hit rate and neighbour distances
+    mean_alpha: float
+
+
+def split_outputs(gf: GatedFusion, df: pd.DataFrame, old_logits: np.ndarray, fractions: list[float], seed: int) -> SplitOutputs:
+    """Live Gated Fusion, old dropped, and the cache at 0, each of `fractions` and 1 on one split.
+
+    New runs once; the cache holds old's logits for a random `fraction` of the split's inputs. A 0% cache
+    has nothing to borrow: that is Gated Fusion with old dropped.
+    """
+    texts = df["text"].tolist()
+    new_logits, emb = gf.new_outputs(texts)
+    live = gf.combine(new_logits, emb, old_logits)
+    frame = lambda out: predictions_frame(df["id"], df["label"], out.logits)  # noqa: E731
+    tables = {LIVE: frame(live), DROPPED: frame(gf.combine(new_logits, emb, None))}
+    rows = []
+    for fraction in sorted({0.0, 1.0, *fractions}):
+        chosen = sample_cached(len(texts), fraction, seed)
+        if len(chosen) == 0:
+            out: FusionOutput = gf.combine(new_logits, emb, None)
+            stats = {"cached": 0, "hit_rate": 0.0, "distance": distance_stats_empty(len(texts))}
+        else:
+            cache = OldLogitCache([texts[i] for i in chosen], old_logits[chosen], emb[chosen])
+            lookup = cache.lookup(texts, emb)
+            out = gf.combine(new_logits, emb, lookup.logits)
+            stats = {"cached": len(cache), "hit_rate": lookup.hit_rate, "distance": distance_stats(lookup)}
+        rows.append({"fraction": fraction, **stats, "table": frame(out)})
+        if fraction in fractions:
+            tables[cache_name(fraction)] = rows[-1]["table"]
+    return SplitOutputs(tables, rows, float(live.alpha.mean()) if len(live.alpha) else 0.0)
+
+
+def distance_stats_empty(n: int) -> dict:
+    return {"misses": n, "mean": None, "median": None, "p90": None, "max": None}
+
+
+def predict_splits(gf: GatedFusion, splits: dict[str, pd.DataFrame], old_tables: dict[str, pd.DataFrame],
+                   fractions: list[float], seed: int) -> dict[str, SplitOutputs]:
+    return {s: split_outputs(gf, df, logits_by_id(df, old_tables[s], f"predictions/old/{s}"), fractions, seed)
+            for s, df in splits.items()}
+
+
+def score_outputs(outputs: dict[str, SplitOutputs], old_tables: dict[str, pd.DataFrame],
+                  new_tables: dict[str, pd.DataFrame]) -> dict:
+    """Per split: every output's metrics against old (fix/new fault against new), and the cache curve with
+    the share of live Gated Fusion's NFR reduction (relative to new) that each cache size keeps."""
+    report: dict = {}
+    for split, so in outputs.items():
+        ids = so.tables[LIVE]["id"]
+        old = old_tables[split].set_index("id").loc[ids].reset_index()
+        new = new_tables[split].set_index("id").loc[ids].reset_index()
+        models = {name: score(t, old, new) for name, t in so.tables.items()}
+        models["new"] = score(new, old, new)
+        cut = models["new"]["nfr"] - models[LIVE]["nfr"]
+        curve = []
+        for row in so.cache:
+            m = score(row["table"], old, new)
+            kept = (models["new"]["nfr"] - m["nfr"]) / cut if cut > 0 else None
+            curve.append({"fraction": row["fraction"], "cached": row["cached"], "hit_rate": row["hit_rate"],
+                          "accuracy": m["accuracy"], "nfr": m["nfr"], "fix_rate": m["fix_rate"],
+                          "new_fault_rate": m["new_fault_rate"], "nfr_reduction_kept": kept,
+                          "neighbour_distance": row["distance"]})
+        report[split] = {"models": models, "cache": curve, "mean_alpha": so.mean_alpha}
+    return report
+
+
+def write_outputs(outputs: dict[str, SplitOutputs], pred_root: str | Path) -> list[str]:
+    """predictions/<output>/<split>.parquet for every output; returns the output names."""
+    names = list(next(iter(outputs.values())).tables)
+    for split, so in outputs.items():
+        for name, table in so.tables.items():
+            write_parquet(table, Path(pred_root) / name / f"{split}.parquet")
+    return names
+
+
+def train_summary(result: FusionTrainResult, new_train_seconds: float | None) -> dict:
+    return {
+        "seconds": round(result.seconds, 2),
+        "parts_s": {k: round(v, 2) for k, v in result.parts.items()},
+        "new_train_seconds": new_train_seconds,
+        "ratio_to_new": round(result.seconds / new_train_seconds, 3) if new_train_seconds else None,
+        "new_epoch_loss": [round(x, 5) for x in result.new_epoch_loss],
+        "joint_loss": result.joint_loss,
+        "gate_epoch_loss": [round(x, 5) for x in result.gate_epoch_loss[:: max(1, len(result.gate_epoch_loss) // 10)]],
+        "gate_examples": result.gate_examples,
+        "new_examples": result.new_examples,
+    }

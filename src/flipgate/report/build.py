@@ -1,0 +1,332 @@
+"""Build the report from predictions alone: reports/report.md, reports/report.html (self-contained),
+reports/flips.parquet (the flip ledger) and reports/plots/*.png. No model is run.
+
+Reads predictions/<model>/{dev,regression}.parquet for every model folder, the update's labels.json
+and regression.parquet (texts, label names) and, when present, reports/{metrics.json (wall times),
+gate.json, select.json (the selected candidate), bcwi_curve.png}. With run folders of several seeds it
+also renders their mean +- std table and writes reports/seeds.json.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flipgate.errors import FlipgateError
+from flipgate.evaluate import evaluate
+from flipgate.io import atomic_path, read_json, write_json, write_parquet
+from flipgate.metrics.flips import per_class_nfr
+from flipgate.metrics.intervals import mcnemar_exact, wilson
+from flipgate.report import aggregate
+from flipgate.report.document import Block, Document, Image, Section, Table, to_markdown
+from flipgate.report.html import to_html
+from flipgate.report.ledger import flip_ledger, read_regression
+from flipgate.report.plots import flip_matrix_png, per_class_nfr_png
+
+log = logging.getLogger(__name__)
+
+BASELINE, REFERENCE = "old", "new"
+MODEL_ORDER = ("old", "target", "new", "bcwi", "gated_fusion", "ensemble_prob", "ensemble_logit")
+TEXT_CHARS = 200  # a flipped example's text is cut here in the tables (the ledger keeps it whole)
+WORST_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the report is made of, read once."""
+
+    models: dict[str, Path]
+    names: list[str]
+    metrics: dict  # evaluate()'s output: {"dev": {model: row}, "regression": {...}}
+    ledger: pd.DataFrame
+    candidate: str | None
+    reports: Path
+    level: float = 0.95
+    runs: list[dict] = field(default_factory=list)
+
+
+def _model_key(name: str) -> tuple[int, str]:
+    for i, known in enumerate(MODEL_ORDER):
+        if name == known or name.startswith(known + "_"):
+            return i, name
+    return len(MODEL_ORDER), name
+
+
+def discover_models(pred_root: Path) -> dict[str, Path]:
+    """Model folders holding both dev.parquet and regression.parquet, old/target/new first."""
+    pred_root = Path(pred_root)
+    if not pred_root.is_dir():
+        raise FlipgateError(f"{pred_root}: predictions folder not found; pass --predictions (default: predictions)")
+    found = {}
+    for folder in sorted(p for p in pred_root.iterdir() if p.is_dir()):
+        if (folder / "dev.parquet").is_file() and (folder / "regression.parquet").is_file():
+            found[folder.name] = folder
+        else:
+            log.warning("%s: no dev.parquet and regression.parquet; left out of the report", folder)
+    if BASELINE not in found:
+        raise FlipgateError(f"{pred_root}: no {BASELINE}/ predictions; the report compares every model with old's")
+    return dict(sorted(found.items(), key=lambda kv: _model_key(kv[0])))
+
+
+def read_labels(data_dir: Path) -> list[str]:
+    path = Path(data_dir) / "labels.json"
+    meta = read_json(path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
+        raise FlipgateError(f"{path}: expected {{\"labels\": [names in id order], ...}}; rerun the update stage")
+    return [str(n) for n in meta["labels"]]
+
+
+def find_candidate(reports: Path, models: dict[str, Path]) -> str | None:
+    """The selected candidate: gate.json's, else select.json's; None when neither names a present model."""
+    for name in ("gate.json", "select.json"):
+        path = reports / name
+        if path.is_file():
+            chosen = read_json(path).get("candidate")
+            if chosen in models:
+                return chosen
+            if chosen:
+                log.warning("%s: candidate %r has no predictions here; no candidate in the report", path, chosen)
+    return None
+
+
+def flip_matrix(old_pred, pred, num_classes: int) -> np.ndarray:
+    """Counts of (old's prediction, the model's prediction) pairs; shape (num_classes, num_classes)."""
+    old_pred, pred = np.asarray(old_pred, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    flat = np.bincount(old_pred * num_classes + pred, minlength=num_classes * num_classes)
+    return flat.reshape(num_classes, num_classes)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}"  # scientific notation below 1e-4 (no "<": it would need escaping in markdown)
+
+
+def comparison_table(rows: dict[str, dict], level: float) -> Table:
+    """One row per model (regression set): rates in %, NFR with its Wilson interval, McNemar's p."""
+    header = ["model", "acc %", f"NFR % [{level:.0%} Wilson]", "NFI %", "PFR %", "fix %", "new-fault %",
+              "neg flips", "pos flips", "McNemar p"]
+    out = []
+    for name, r in rows.items():
+        ci = wilson(r["negative_flips"], r["n"], level)
+        nfr = f"{_pct(r['nfr'])} [{_pct(ci.low)}, {_pct(ci.high)}]"
+        test = mcnemar_exact(r["negative_flips"], r["positive_flips"])
+        out.append([name, _pct(r["accuracy"]), nfr, _pct(r["nfi"]), _pct(r["pfr"]), _pct(r.get("fix_rate")),
+                    _pct(r.get("new_fault_rate")), str(r["negative_flips"]), str(r["positive_flips"]), _p(test.p_value)])
+    return Table(header, out)
+
+
+def seeds_table(agg: dict[str, dict]) -> Table:
+    """Mean ± std (in %) per model over seeds."""
+    header = ["model", "seeds", "acc %", "NFR %", "NFI %", "PFR %", "fix %", "new-fault %"]
+    out = []
+    for name, entry in agg.items():
+        cells = [name, str(entry["seeds"])]
+        for metric in aggregate.METRICS:
+            s = entry.get(metric)
+            cells.append("" if s is None else f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}")
+        out.append(cells)
+    return Table(header, out, left_columns=1)
+
+
+def _name(names: list[str], c: int) -> str:
+    return names[c] if 0 <= c < len(names) else str(c)
+
+
+def top_flips_table(ledger: pd.DataFrame, model: str, names: list[str], top: int) -> Table:
+    """The model's negative flips that old was most confident about."""
+    flips = ledger[(ledger["model"] == model) & (ledger["flip"] == "negative")]
+    flips = flips.sort_values("old_confidence", ascending=False, kind="stable", na_position="last").head(top)
+    rows = []
+    for r in flips.itertuples(index=False):
+        text = str(r.text) if len(str(r.text)) <= TEXT_CHARS else str(r.text)[: TEXT_CHARS - 1] + "…"
+        rows.append([str(r.id), text, _name(names, r.label), f"{_name(names, r.old_pred)} ({r.old_confidence:.2f})",
+                     f"{_name(names, r.pred)} ({r.confidence:.2f})"])
+    return Table(["id", "text", "label", "old (confidence)", f"{model} (confidence)"], rows, left_columns=5)
+
+
+def _focus(inputs: Inputs) -> list[str]:
+    """The models the plots and flip lists show: new and the selected candidate."""
+    return [m for m in dict.fromkeys([REFERENCE, inputs.candidate]) if m and m in inputs.models and m != BASELINE]
+
+
+def _class_nfr(ledger: pd.DataFrame, model: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    sub = ledger[ledger["model"] == model]
+    per = per_class_nfr(sub["label"], sub["old_pred"], sub["pred"], num_classes=k)
+    n = np.array([per.get(c, {}).get("n", 0) for c in range(k)])
+    return n, np.array([per.get(c, {}).get("nfr", 0.0) for c in range(k)])
+
+
+def make_plots(inputs: Inputs) -> dict[str, bytes]:
+    """{file name under reports/plots: PNG bytes}: a flip matrix per focus model and one per-class NFR plot."""
+    k, pngs = len(inputs.names), {}
+    for model in _focus(inputs):
+        sub = inputs.ledger[inputs.ledger["model"] == model]
+        m = flip_matrix(sub["old_pred"], sub["pred"], k)
+        off = int(m.sum() - np.trace(m))
+        pngs[f"flip_matrix_{model}.png"] = flip_matrix_png(
+            m, inputs.names, f"old vs {model} on the regression set ({off} changed predictions)", model)
+    if _focus(inputs):
+        nfr = {model: _class_nfr(inputs.ledger, model, k)[1] for model in _focus(inputs)}
+        pngs["per_class_nfr.png"] = per_class_nfr_png(nfr, inputs.names, "NFR per gold class (regression set)")
+    return pngs
+
+
+def _overview(inputs: Inputs) -> Section:
+    reg = inputs.metrics["regression"]
+    n = next(iter(reg.values()))["n"]
+    blocks: list[Block] = [
+        f"Regression set: {n:,} examples, {len(inputs.names)} classes. Models: "
+        + ", ".join(f"`{m}`" for m in inputs.models) + ". Every model is compared with `old`, the model in production.",
+        f"Selected candidate: `{inputs.candidate}`." if inputs.candidate else "No selected candidate found "
+        "(reports/gate.json or reports/select.json); plots show `new`.",
+    ]
+    gate = _read_optional(inputs.reports / "gate.json")
+    if gate:
+        blocks.append(f"Gate verdict for `{gate.get('candidate', 'the candidate')}`: {str(gate.get('verdict', '?')).upper()}.")
+        checks = gate.get("checks") or []
+        if checks:
+            blocks.append(Table(["check", "verdict", "observed", "op", "threshold"],
+                                [[c["name"], c["verdict"], _num(c.get("observed")), c["op"], _num(c["threshold"])] for c in checks],
+                                left_columns=2))
+    times = (_read_optional(inputs.reports / "metrics.json") or {}).get("wall_time_s")
+    if times:
+        blocks.append("Wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
+                      + f"; total {sum(times.values()):.0f} s.")
+    return Section("Overview", blocks)
+
+
+def _num(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _read_optional(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except FlipgateError as exc:
+        log.warning("%s", exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _comparison(inputs: Inputs) -> Section:
+    return Section("Comparison on the regression set", [
+        comparison_table(inputs.metrics["regression"], inputs.level),
+        "Rates in % of the regression set (NFI: of the model's errors). A negative flip: old right, the model "
+        "wrong; a positive flip: the reverse. Fix and new-fault rates are against `new`'s negative flips. "
+        "McNemar p: exact two-sided test that negative and positive flips are equally likely (small p: the "
+        "model's accuracy differs from old's beyond chance).",
+    ])
+
+
+def _seeds(inputs: Inputs) -> Section:
+    agg = aggregate.aggregate(inputs.runs)
+    blocks: list[Block] = [seeds_table(agg), f"Mean ± sample std over {len(inputs.runs)} run(s) (std 0 for one seed)."]
+    wall = aggregate.wall_time(inputs.runs)
+    if wall:
+        blocks.append(f"Wall time per run: {wall['mean']:.0f} ± {wall['std']:.0f} s.")
+    return Section(f"Across seeds ({len(inputs.runs)} runs)", blocks)
+
+
+def _bcwi(inputs: Inputs) -> Section:
+    path = inputs.reports / "bcwi_curve.png"
+    if path.is_file():
+        return Section("BCWI alpha curve", [Image("bcwi_curve.png", path.read_bytes(), "BCWI alpha curve"),
+                                            "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."])
+    return Section("BCWI alpha curve", ["No reports/bcwi_curve.png: run the bcwi stage to draw it."])
+
+
+def _flips(inputs: Inputs, pngs: dict[str, bytes], top: int) -> list[Section]:
+    focus = _focus(inputs)
+    if not focus:
+        return [Section("Flips", ["Neither `new` nor a selected candidate has predictions: nothing to plot."])]
+    matrices = Section("Flip matrix", [
+        "Old's prediction (rows) against the model's (columns), counts on the regression set; off-diagonal "
+        "cells are changed predictions."])
+    for model in focus:
+        matrices.blocks.append(Image(f"plots/flip_matrix_{model}.png", pngs[f"flip_matrix_{model}.png"], f"flip matrix {model}"))
+    per_class = Section("NFR per class", [Image("plots/per_class_nfr.png", pngs["per_class_nfr.png"], "per-class NFR"),
+                                          _worst_classes(inputs, focus)])
+    lists = Section(f"Top negative flips (by old's confidence, at most {top} per model)", [])
+    for model in focus:
+        table = top_flips_table(inputs.ledger, model, inputs.names, top)
+        lists.blocks.append(f"`{model}`: {len(table.rows)} shown.")
+        lists.blocks.append(table if table.rows else "No negative flips.")
+    return [matrices, per_class, lists]
+
+
+def _worst_classes(inputs: Inputs, focus: list[str]) -> Table:
+    k = len(inputs.names)
+    per = {m: _class_nfr(inputs.ledger, m, k) for m in focus}
+    n = next(iter(per.values()))[0]
+    worst = np.max(np.vstack([v[1] for v in per.values()]), axis=0)
+    order = [c for c in np.argsort(-worst, kind="stable")[:WORST_CLASSES] if worst[c] > 0]
+    rows = [[_name(inputs.names, c), str(int(n[c]))] + [_pct(per[m][1][c]) for m in focus] for c in order]
+    return Table(["class", "n"] + [f"NFR % {m}" for m in focus], rows)
+
+
+def _files(inputs: Inputs) -> Section:
+    return Section("Files", [
+        f"reports/flips.parquet: the flip ledger, {len(inputs.ledger):,} rows (one per regression example and "
+        "model other than old): id, text, label, old_pred, old_confidence, pred, confidence, flip "
+        "(negative, positive, both_wrong, both_right). Confidence is the softmax maximum of the logits.",
+        "Rebuild this report from predictions alone with `flipgate report`.",
+    ])
+
+
+def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
+    sections = [_overview(inputs), _comparison(inputs)]
+    if inputs.runs:
+        sections.append(_seeds(inputs))
+    sections += [_bcwi(inputs), *_flips(inputs, pngs, top), _files(inputs)]
+    return Document("flipgate report", sections)
+
+
+def build_report(predictions: str | Path, data: str | Path, reports: str | Path, runs: list[str | Path] = (),
+                 candidate: str | None = None, top: int = 20, level: float = 0.95) -> dict[str, Path]:
+    """Read, compute and write everything; returns the paths written. Raises FlipgateError on bad input."""
+    reports = Path(reports)
+    models = discover_models(Path(predictions))
+    names = read_labels(Path(data))
+    ledger = flip_ledger(models, read_regression(Path(data)), BASELINE)
+    seen = [ledger[c].to_numpy(dtype=np.int64).max(initial=-1) for c in ("label", "old_pred", "pred")]
+    k = max(len(names), *(int(s) + 1 for s in seen))
+    names += [str(c) for c in range(len(names), k)]  # ids past labels.json still get a (numeric) name
+    if candidate is not None and candidate not in models:
+        raise FlipgateError(f"--candidate {candidate!r}: no predictions/{candidate}/ folder; present: {list(models)}")
+    inputs = Inputs(models=models, names=names, metrics=evaluate(models, BASELINE, REFERENCE), ledger=ledger,
+                    candidate=candidate or find_candidate(reports, models), reports=reports, level=level,
+                    runs=aggregate.load_runs(list(runs)) if runs else [])
+    pngs = make_plots(inputs)
+    doc = document(inputs, pngs, top)
+    return write_outputs(inputs, pngs, doc)
+
+
+def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document) -> dict[str, Path]:
+    """Each artifact atomically; the plots folder as a whole, so no stale plot survives a rebuild."""
+    r = inputs.reports
+    paths = {"ledger": r / "flips.parquet", "plots": r / "plots", "markdown": r / "report.md", "html": r / "report.html"}
+    write_parquet(inputs.ledger, paths["ledger"])
+    with atomic_path(paths["plots"]) as tmp:
+        tmp.mkdir()
+        for name, png in pngs.items():
+            (tmp / name).write_bytes(png)
+    for key, text in (("markdown", to_markdown(doc)), ("html", to_html(doc))):
+        with atomic_path(paths[key]) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    if inputs.runs:
+        paths["seeds"] = r / "seeds.json"
+        write_json({"runs": [run["path"] for run in inputs.runs], "regression": aggregate.aggregate(inputs.runs)},
+                   paths["seeds"])
+    log.info("report written: %s", ", ".join(str(p) for p in paths.values()))
+    return paths

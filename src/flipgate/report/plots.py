@@ -1,0 +1,77 @@
+"""PNG plots for the report, as bytes. Figures are drawn on matplotlib's Agg canvas without pyplot, so
+there is no global figure state and no display is needed."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
+
+_ANNOTATE_MAX = 12  # classes up to which each cell of the flip matrix shows its count
+MAX_BARS = 30  # classes shown in the per-class NFR plot (the worst ones)
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _short(name: str, width: int = 24) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def flip_matrix_png(matrix: np.ndarray, names: list[str], title: str, model: str = "model") -> bytes:
+    """Heatmap of counts, old's prediction (rows) x the model's (columns); sqrt colour scale so that
+    the off-diagonal cells (the flips) stay visible beside the large diagonal."""
+    k = len(names)
+    side = min(4.0 + 0.22 * k, 22.0)
+    fig = Figure(figsize=(side + 1.2, side), constrained_layout=True)
+    ax = fig.add_subplot()
+    im = ax.imshow(matrix, cmap="Blues", norm=PowerNorm(gamma=0.5, vmin=0, vmax=max(int(matrix.max()), 1)))
+    fontsize = 9 if k <= _ANNOTATE_MAX else max(6, 9 - k // 12)
+    ticks = np.arange(k)
+    ax.set_xticks(ticks, [_short(n) for n in names], rotation=90, fontsize=fontsize)
+    ax.set_yticks(ticks, [_short(n) for n in names], fontsize=fontsize)
+    ax.set_xlabel(f"{model}'s prediction")
+    ax.set_ylabel("old's prediction")
+    if k <= _ANNOTATE_MAX:
+        half = max(int(matrix.max()), 1) / 2
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
+                            color="white" if matrix[i, j] > half else "black")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="examples")
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def per_class_nfr_png(nfr: dict[str, np.ndarray], names: list[str], title: str) -> bytes:
+    """Grouped bars of NFR (%) per gold class, one bar per model; only the MAX_BARS classes with the
+    highest NFR (over the models) are drawn when there are more."""
+    models = list(nfr)
+    values = np.vstack([nfr[m] for m in models]) * 100 if models else np.zeros((0, len(names)))
+    order = np.arange(len(names))
+    if len(names) > MAX_BARS:
+        order = np.argsort(-values.max(axis=0), kind="stable")[:MAX_BARS]
+        title += f" (worst {MAX_BARS} of {len(names)} classes)"
+    width_in = min(4.0 + 0.35 * len(order) * max(len(models), 1) / 2, 22.0)
+    fig = Figure(figsize=(width_in, 4.2), constrained_layout=True)
+    ax = fig.add_subplot()
+    x = np.arange(len(order))
+    bar = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        ax.bar(x + (i - (len(models) - 1) / 2) * bar, values[i, order], bar, label=model)
+    ax.set_xticks(x, [_short(names[c]) for c in order], rotation=60 if len(order) > 6 else 0, ha="right"
+                  if len(order) > 6 else "center", fontsize=8)
+    ax.set_ylabel("NFR within the class (%)")
+    ax.grid(axis="y", alpha=0.3)
+    if models:
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
