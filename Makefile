@@ -9,6 +9,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# dvc runs each stage as `python stages/...`: that must be the venv's python.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test install lock bench clean
 

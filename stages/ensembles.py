@@ -30,4 +30,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("ensembles", main)
+    stage.run("ensembles", main, sections=("ensembles",), metrics=("reports/ensembles.json",),
+              artifacts=("reports/ensembles.json",))

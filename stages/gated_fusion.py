@@ -46,11 +46,12 @@ def main() -> None:
     new_seconds = read_json(NEW_TRAIN_REPORT).get("train_seconds") if NEW_TRAIN_REPORT.exists() else None
     if new_seconds is None:
         stage.log.warning("%s has no train_seconds: the training-time ratio is not reported", NEW_TRAIN_REPORT)
-    write_json({"variant": p.variant, "gate_inputs": config.inputs, "params": p.model_dump(), "outputs": written,
+    write_json({"variant": p.variant, "gate_inputs": config.inputs, "outputs": written,
                 "train": train_summary(result, new_seconds), **score_outputs(outputs, old_tables, new_tables),
                 "nearest_neighbour": "exact (torch.cdist); see flipgate.mitigation.cache for where it stops scaling"},
                "reports/gated_fusion.json")
 
 
 if __name__ == "__main__":
-    stage.run("gated_fusion", main)
+    stage.run("gated_fusion", main, sections=("base", "gated_fusion"), metrics=("reports/gated_fusion.json",),
+              artifacts=("reports/gated_fusion.json", "predictions/gated_fusion"))

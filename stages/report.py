@@ -17,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("report", main)
+    stage.run("report", main, sections=(), artifacts=("reports/report.html", "reports/report.md"))

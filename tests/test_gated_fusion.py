@@ -230,6 +230,7 @@ def project(old_dir, tmp_path_factory):
     (root / "reports" / "train").mkdir(parents=True)
     (root / "reports" / "train" / "new.json").write_text(json.dumps(summary))
     params = {"base": {"model": "unused", "max_length": 32, "eval_batch_size": 32, "device": "cpu"},
+              "tracking": {"enabled": False},
               "gated_fusion": {"variant": "heldout", "epochs": 2, "lr": 2e-3, "batch_size": 16, "gate_epochs": 3},
               "train_old": {"epochs": 1, "lr": 2e-3, "batch_size": 16},
               "train_new": {"epochs": 1, "lr": 2e-3, "batch_size": 16}}
@@ -250,11 +251,12 @@ def test_stage_writes_the_model_predictions_and_report(project):
     assert report["variant"] == "heldout" and report["gate_inputs"] == "both"
     assert report["train"]["ratio_to_new"] > 0
     reg = report["regression"]
-    cache = {r["fraction"]: r for r in reg["cache"]}
-    assert sorted(cache) == [0.0, 0.5, 0.75, 1.0]
-    assert cache[1.0]["nfr"] == reg["models"]["gated_fusion"]["nfr"]
-    assert cache[0.0]["accuracy"] == reg["models"]["gated_fusion_dropped"]["accuracy"]
-    assert cache[0.75]["hit_rate"] == 0.75 and cache[0.75]["neighbour_distance"]["misses"] == 10
+    cache = reg["cache"]
+    assert list(cache) == ["0", "50", "75", "100"]
+    assert cache["100"]["nfr"] == reg["models"]["gated_fusion"]["nfr"]
+    assert cache["100"]["accuracy"] == reg["models"]["gated_fusion"]["accuracy"]
+    assert cache["0"]["accuracy"] == reg["models"]["gated_fusion_dropped"]["accuracy"]
+    assert cache["75"]["hit_rate"] == 0.75 and cache["75"]["neighbour_distance"]["misses"] == 10
     assert {"fix_rate", "new_fault_rate", "nfr", "accuracy"} <= set(reg["models"]["gated_fusion"])
     # The saved folder predicts the regression set as the table says.
     gf = load_gated_fusion(project / "models" / "gated_fusion", CPU)

@@ -120,7 +120,8 @@ def test_report_embeds_the_bcwi_curve_when_present(project):
 
     Figure(figsize=(2, 2)).savefig(project / "reports" / "bcwi_curve.png")
     paths = build_report(project / "predictions", project / "data" / "update", project / "reports")
-    assert "![BCWI alpha curve](bcwi_curve.png)" in paths["markdown"].read_text()
+    assert "![BCWI alpha curve](plots/bcwi_curve.png)" in paths["markdown"].read_text()
+    assert (project / "reports" / "plots" / "bcwi_curve.png").read_bytes()[:8] == PNG_MAGIC
     assert paths["html"].read_text().count("data:image/png;base64,") == 4
 
 
@@ -176,6 +177,20 @@ def test_cli_report_rebuilds_from_predictions_without_torch(project, tmp_path):
     md = (reports / "report.md").read_text()
     assert "## Across seeds (2 runs)" in md
     assert re.search(r"^\| new \| 2 \| 85\.00 ± 7\.07 \| 2\.00 ± 0\.00 \|", md, re.M)
+
+
+def test_cli_runs_alone_take_details_from_the_first_run_folder(project, tmp_path):
+    from flipgate.cli import main
+
+    write_metrics(project / "reports" / "metrics.json", 0.9, 0.04)
+    other = write_metrics(tmp_path / "seed1" / "reports" / "metrics.json", 0.8, 0.02)
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(project), str(other.parent.parent), "--reports", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert f"(predictions in `{project / 'predictions'}`)" in md
+    assert "Gate verdict for `bcwi`: REJECT." in md  # the run's own reports/gate.json
+    assert re.search(r"^\| new \| 2 \| 85\.00 ± 7\.07 \| 3\.00 ± 1\.41 \|", md, re.M)
+    assert json.loads((out / "seeds.json").read_text())["regression"]["new"]["seeds"] == 2
 
 
 def test_cli_report_bad_input_names_the_folder(project):

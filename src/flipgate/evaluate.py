@@ -28,26 +28,37 @@ def align(old: pd.DataFrame, cand: pd.DataFrame, where: str) -> pd.DataFrame:
     return merged
 
 
-def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str = "new") -> dict:
+def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str = "new",
+             num_old_labels: int | None = None) -> dict:
     """Metrics per split and model against `baseline`; mitigations also get fix/new-fault rates
-    against `reference` (the untreated new model) when its predictions are present."""
+    against `reference` (the untreated new model) when its predictions are present.
+
+    With `num_old_labels` (an update that added classes), `regression_old_labels` repeats the regression
+    figures on the examples whose gold label old knew (label id < num_old_labels)."""
     if baseline not in pred_dirs:
         raise FlipgateError(f"evaluate: no predictions for the baseline model {baseline!r}")
     out: dict = {}
     for split in SPLITS:
         tables = {name: read_table(d / f"{split}.parquet") for name, d in pred_dirs.items()}
-        base = tables[baseline]
-        ref = align(base, tables[reference], f"predictions/{reference}/{split}") if reference in tables else None
-        rows = {}
-        for name, table in tables.items():
-            m = align(base, table, f"predictions/{name}/{split}")
-            row = flip_counts(m["label"], m["pred_old"], m["pred"]).as_dict()
-            if ref is not None and name not in (baseline, reference):
-                ref_pred = ref.set_index("id").loc[m["id"], "pred"].to_numpy()
-                row.update(fix_and_new_fault(m["label"], m["pred_old"], ref_pred, m["pred"]))
-            rows[name] = row
-        out[split] = rows
+        out[split] = _split_metrics(tables, baseline, reference, split)
+        if split == "regression" and num_old_labels is not None:
+            known = {n: t[t["label"] < num_old_labels].reset_index(drop=True) for n, t in tables.items()}
+            out["regression_old_labels"] = _split_metrics(known, baseline, reference, split)
     return out
+
+
+def _split_metrics(tables: dict[str, pd.DataFrame], baseline: str, reference: str, split: str) -> dict:
+    base = tables[baseline]
+    ref = align(base, tables[reference], f"predictions/{reference}/{split}") if reference in tables else None
+    rows = {}
+    for name, table in tables.items():
+        m = align(base, table, f"predictions/{name}/{split}")
+        row = flip_counts(m["label"], m["pred_old"], m["pred"]).as_dict()
+        if ref is not None and name not in (baseline, reference):
+            ref_pred = ref.set_index("id").loc[m["id"], "pred"].to_numpy()
+            row.update(fix_and_new_fault(m["label"], m["pred_old"], ref_pred, m["pred"]))
+        rows[name] = row
+    return rows
 
 
 def wall_times(folder: str | Path = "reports/timings") -> dict[str, float]:

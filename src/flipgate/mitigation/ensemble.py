@@ -130,7 +130,8 @@ def ensemble(
             logits = COMBINE[kind](logits_matrix(o), logits_matrix(n), alpha)
             tables[alpha, split] = predictions_frame(o["id"], o["label"], logits)
             m = score(tables[alpha, split], o, n)
-            curve.append({"alpha": alpha, "split": split, **{k: m[k] for k in ("accuracy", "nfr", "pfr", "negative_flips", "n")}})
+            curve.append({"alpha": alpha, "split": split,
+                          **{k: m[k] for k in ("accuracy", "nfr", "pfr", "negative_flips", "n")}})
     o_dev, n_dev = aligned["dev"]
     ref = float((n_dev["pred"].to_numpy() == n_dev["label"].to_numpy()).mean()) if len(n_dev) else 0.0
     choice = select_lowest_nfr(

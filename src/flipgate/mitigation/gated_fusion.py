@@ -162,7 +162,9 @@ class GatedFusion:
             parts.append(gate_signals(old_logits, new_logits))
         return torch.cat(parts, dim=1)
 
-    def fused(self, emb: torch.Tensor, old_logits: torch.Tensor, new_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def fused(
+        self, emb: torch.Tensor, old_logits: torch.Tensor, new_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused logits and the gate's alpha, differentiable in new's logits and the gate's weights."""
         alpha = self.gate(self.gate_input(emb, old_logits, new_logits))
         return fuse(old_logits, new_logits, alpha, self.config.temperature), alpha
@@ -187,9 +189,10 @@ class GatedFusion:
         self.gate.eval()
         fused, alpha = np.zeros_like(new_logits, dtype=np.float32), np.zeros(n, np.float32)
         for s in range(0, n, 4096):  # the gate is tiny; chunks only bound memory
-            e, o, nl = (torch.as_tensor(a[s : s + 4096], device=self.device).float() for a in (embeddings, old_logits, new_logits))
+            rows = slice(s, s + 4096)
+            e, o, nl = (torch.as_tensor(x[rows], device=self.device).float() for x in (embeddings, old_logits, new_logits))
             f, a = self.fused(e, o, nl)
-            fused[s : s + 4096], alpha[s : s + 4096] = f.cpu().numpy(), a.cpu().numpy()
+            fused[rows], alpha[rows] = f.cpu().numpy(), a.cpu().numpy()
         return FusionOutput(fused, alpha, new_logits, embeddings, old_logits)
 
     def predict(self, texts: list[str], old_logits: np.ndarray | None = None, drop_old: bool = False) -> FusionOutput:
@@ -212,7 +215,8 @@ class GatedFusion:
             tmp.mkdir()
             save_classifier(self.old, self.old_tokenizer, tmp / "old", {"role": "old"})
             save_classifier(self.new, self.new_tokenizer, tmp / "new", {"role": "gated_fusion_new"})
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.gate.state_dict().items()}, str(tmp / "gate.safetensors"))
+            gate = {k: v.detach().cpu().contiguous() for k, v in self.gate.state_dict().items()}
+            save_file(gate, str(tmp / "gate.safetensors"))
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             (tmp / "flipgate.json").write_text(json.dumps({"kind": KIND, **(meta or {})}, indent=2) + "\n")
 

@@ -40,8 +40,10 @@ def cache_name(fraction: float) -> str:
     return f"gated_fusion_cache{round(100 * fraction)}"
 
 
-def fit(old_dir: str, init: str, labels: list[str], train_df: pd.DataFrame, config: GateConfig,
-        schedule: FusionSchedule, device: torch.device, max_length: int, batch_size: int) -> tuple[GatedFusion, FusionTrainResult]:
+def fit(
+    old_dir: str, init: str, labels: list[str], train_df: pd.DataFrame, config: GateConfig,
+    schedule: FusionSchedule, device: torch.device, max_length: int, batch_size: int,
+) -> tuple[GatedFusion, FusionTrainResult]:
     """Build Gated Fusion from old's folder and `init`, train it on `train_df` (text, label)."""
     seed = schedule.train.seed
     gf = build_gated_fusion(old_dir, init, labels, config, device, max_length, batch_size, seed)
@@ -55,14 +57,19 @@ def fit(old_dir: str, init: str, labels: list[str], train_df: pd.DataFrame, conf
     return gf, result
 
 
-def logits_by_id(df: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndarray:
-    """`table`'s logits in `df`'s row order; every id of `df` must be in `table`."""
+def rows_by_id(table: pd.DataFrame, ids: pd.Series, where: str) -> pd.DataFrame:
+    """`table`'s rows in the order of `ids`; every id must be in `table`."""
+    ids = ids.astype("string")
     by_id = table.set_index("id")
-    missing = ~df["id"].astype("string").isin(by_id.index)
+    missing = ~ids.isin(by_id.index)
     if missing.any():
         raise FlipgateError(f"{where}: {int(missing.sum())} id(s) of the split have no prediction, e.g. "
-                            f"{df['id'][missing].iloc[0]!r}; rerun the stage that writes it")
-    return logits_matrix(by_id.loc[df["id"].astype("string")].reset_index())
+                            f"{ids[missing].iloc[0]!r}; rerun the stage that writes it")
+    return by_id.loc[ids].reset_index()
+
+
+def logits_by_id(df: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndarray:
+    return logits_matrix(rows_by_id(table, df["id"], where))
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,9 @@ class SplitOutputs:
     mean_alpha: float
 
 
-def split_outputs(gf: GatedFusion, df: pd.DataFrame, old_logits: np.ndarray, fractions: list[float], seed: int) -> SplitOutputs:
+def split_outputs(
+    gf: GatedFusion, df: pd.DataFrame, old_logits: np.ndarray, fractions: list[float], seed: int
+) -> SplitOutputs:
     """Live Gated Fusion, old dropped, and the cache at 0, each of `fractions` and 1 on one split.
 
     New runs once; the cache holds old's logits for a random `fraction` of the split's inputs. A 0% cache
@@ -113,23 +122,25 @@ def predict_splits(gf: GatedFusion, splits: dict[str, pd.DataFrame], old_tables:
 def score_outputs(outputs: dict[str, SplitOutputs], old_tables: dict[str, pd.DataFrame],
                   new_tables: dict[str, pd.DataFrame]) -> dict:
     """Per split: every output's metrics against old (fix/new fault against new), and the cache curve with
-    the share of live Gated Fusion's NFR reduction (relative to new) that each cache size keeps."""
+    the share of live Gated Fusion's NFR reduction (relative to new) that each cache size keeps, keyed by
+    cache percent ("0", "50", "75", "100")."""
     report: dict = {}
     for split, so in outputs.items():
         ids = so.tables[LIVE]["id"]
-        old = old_tables[split].set_index("id").loc[ids].reset_index()
-        new = new_tables[split].set_index("id").loc[ids].reset_index()
+        old = rows_by_id(old_tables[split], ids, f"predictions/old/{split}")
+        new = rows_by_id(new_tables[split], ids, f"predictions/new/{split}")
         models = {name: score(t, old, new) for name, t in so.tables.items()}
         models["new"] = score(new, old, new)
         cut = models["new"]["nfr"] - models[LIVE]["nfr"]
-        curve = []
-        for row in so.cache:
+        curve = {}
+        for row in so.cache:  # keyed by percent so DVC and MLflow see scalar metrics (cache.75.nfr)
             m = score(row["table"], old, new)
             kept = (models["new"]["nfr"] - m["nfr"]) / cut if cut > 0 else None
-            curve.append({"fraction": row["fraction"], "cached": row["cached"], "hit_rate": row["hit_rate"],
-                          "accuracy": m["accuracy"], "nfr": m["nfr"], "fix_rate": m["fix_rate"],
-                          "new_fault_rate": m["new_fault_rate"], "nfr_reduction_kept": kept,
-                          "neighbour_distance": row["distance"]})
+            curve[str(round(100 * row["fraction"]))] = {
+                "fraction": row["fraction"], "cached": row["cached"], "hit_rate": row["hit_rate"],
+                "accuracy": m["accuracy"], "nfr": m["nfr"], "fix_rate": m["fix_rate"],
+                "new_fault_rate": m["new_fault_rate"], "nfr_reduction_kept": kept,
+                "neighbour_distance": row["distance"]}
         report[split] = {"models": models, "cache": curve, "mean_alpha": so.mean_alpha}
     return report
 

@@ -2,9 +2,9 @@
 reports/flips.parquet (the flip ledger) and reports/plots/*.png. No model is run.
 
 Reads predictions/<model>/{dev,regression}.parquet for every model folder, the update's labels.json
-and regression.parquet (texts, label names) and, when present, reports/{metrics.json (wall times),
-gate.json, select.json (the selected candidate), bcwi_curve.png}. With run folders of several seeds it
-also renders their mean +- std table and writes reports/seeds.json.
+and regression.parquet (texts, label names) and, when present, the pipeline's reports/{metrics.json
+(wall times), gate.json, select.json (the selected candidate), bcwi_curve.png (copied into plots/)}.
+With run folders of several seeds it also renders their mean +- std table and writes seeds.json.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Inputs:
     metrics: dict  # evaluate()'s output: {"dev": {model: row}, "regression": {...}}
     ledger: pd.DataFrame
     candidate: str | None
-    reports: Path
+    context: Path  # the pipeline's reports folder these predictions belong to (gate.json, ...); only read
     level: float = 0.95
     runs: list[dict] = field(default_factory=list)
 
@@ -118,7 +118,8 @@ def comparison_table(rows: dict[str, dict], level: float) -> Table:
         nfr = f"{_pct(r['nfr'])} [{_pct(ci.low)}, {_pct(ci.high)}]"
         test = mcnemar_exact(r["negative_flips"], r["positive_flips"])
         out.append([name, _pct(r["accuracy"]), nfr, _pct(r["nfi"]), _pct(r["pfr"]), _pct(r.get("fix_rate")),
-                    _pct(r.get("new_fault_rate")), str(r["negative_flips"]), str(r["positive_flips"]), _p(test.p_value)])
+                    _pct(r.get("new_fault_rate")), str(r["negative_flips"]), str(r["positive_flips"]),
+                    _p(test.p_value)])
     return Table(header, out)
 
 
@@ -164,7 +165,8 @@ def _class_nfr(ledger: pd.DataFrame, model: str, k: int) -> tuple[np.ndarray, np
 
 
 def make_plots(inputs: Inputs) -> dict[str, bytes]:
-    """{file name under reports/plots: PNG bytes}: a flip matrix per focus model and one per-class NFR plot."""
+    """{file name under plots/: PNG bytes}: a flip matrix per focus model, one per-class NFR plot and the
+    BCWI curve when the bcwi stage drew one."""
     k, pngs = len(inputs.names), {}
     for model in _focus(inputs):
         sub = inputs.ledger[inputs.ledger["model"] == model]
@@ -172,6 +174,9 @@ def make_plots(inputs: Inputs) -> dict[str, bytes]:
         off = int(m.sum() - np.trace(m))
         pngs[f"flip_matrix_{model}.png"] = flip_matrix_png(
             m, inputs.names, f"old vs {model} on the regression set ({off} changed predictions)", model)
+    curve = inputs.context / "bcwi_curve.png"  # the bcwi stage's plot, copied so every PNG sits in plots/
+    if curve.is_file():
+        pngs["bcwi_curve.png"] = curve.read_bytes()
     if _focus(inputs):
         nfr = {model: _class_nfr(inputs.ledger, model, k)[1] for model in _focus(inputs)}
         pngs["per_class_nfr.png"] = per_class_nfr_png(nfr, inputs.names, "NFR per gold class (regression set)")
@@ -181,21 +186,22 @@ def make_plots(inputs: Inputs) -> dict[str, bytes]:
 def _overview(inputs: Inputs) -> Section:
     reg = inputs.metrics["regression"]
     n = next(iter(reg.values()))["n"]
+    models = ", ".join(f"`{m}`" for m in inputs.models)
     blocks: list[Block] = [
-        f"Regression set: {n:,} examples, {len(inputs.names)} classes. Models: "
-        + ", ".join(f"`{m}`" for m in inputs.models) + ". Every model is compared with `old`, the model in production.",
-        f"Selected candidate: `{inputs.candidate}`." if inputs.candidate else "No selected candidate found "
-        "(reports/gate.json or reports/select.json); plots show `new`.",
+        f"Regression set: {n:,} examples, {len(inputs.names)} classes. Models: {models} (predictions in "
+        f"`{inputs.models[BASELINE].parent}`). Every model is compared with `old`, the model in production.",
+        f"Selected candidate: `{inputs.candidate}`." if inputs.candidate else
+        f"No selected candidate in {inputs.context}/gate.json or select.json; the plots show `new`.",
     ]
-    gate = _read_optional(inputs.reports / "gate.json")
+    gate = _read_optional(inputs.context / "gate.json")
     if gate:
-        blocks.append(f"Gate verdict for `{gate.get('candidate', 'the candidate')}`: {str(gate.get('verdict', '?')).upper()}.")
-        checks = gate.get("checks") or []
+        verdict = str(gate.get("verdict", "?")).upper()
+        blocks.append(f"Gate verdict for `{gate.get('candidate', 'the candidate')}`: {verdict}.")
+        checks = [[c["name"], c["verdict"], _num(c.get("observed")), c["op"], _num(c["threshold"])]
+                  for c in gate.get("checks") or []]
         if checks:
-            blocks.append(Table(["check", "verdict", "observed", "op", "threshold"],
-                                [[c["name"], c["verdict"], _num(c.get("observed")), c["op"], _num(c["threshold"])] for c in checks],
-                                left_columns=2))
-    times = (_read_optional(inputs.reports / "metrics.json") or {}).get("wall_time_s")
+            blocks.append(Table(["check", "verdict", "observed", "op", "threshold"], checks, left_columns=2))
+    times = (_read_optional(inputs.context / "metrics.json") or {}).get("wall_time_s")
     if times:
         blocks.append("Wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
                       + f"; total {sum(times.values()):.0f} s.")
@@ -220,7 +226,8 @@ def _read_optional(path: Path) -> dict | None:
 
 
 def _comparison(inputs: Inputs) -> Section:
-    return Section("Comparison on the regression set", [
+    title = "This run on the regression set" if inputs.runs else "Comparison on the regression set"
+    return Section(title, [
         comparison_table(inputs.metrics["regression"], inputs.level),
         "Rates in % of the regression set (NFI: of the model's errors). A negative flip: old right, the model "
         "wrong; a positive flip: the reverse. Fix and new-fault rates are against `new`'s negative flips. "
@@ -238,12 +245,12 @@ def _seeds(inputs: Inputs) -> Section:
     return Section(f"Across seeds ({len(inputs.runs)} runs)", blocks)
 
 
-def _bcwi(inputs: Inputs) -> Section:
-    path = inputs.reports / "bcwi_curve.png"
-    if path.is_file():
-        return Section("BCWI alpha curve", [Image("bcwi_curve.png", path.read_bytes(), "BCWI alpha curve"),
+def _bcwi(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
+    png = pngs.get("bcwi_curve.png")
+    if png:
+        return Section("BCWI alpha curve", [Image("plots/bcwi_curve.png", png, "BCWI alpha curve"),
                                             "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."])
-    return Section("BCWI alpha curve", ["No reports/bcwi_curve.png: run the bcwi stage to draw it."])
+    return Section("BCWI alpha curve", [f"No {inputs.context / 'bcwi_curve.png'}: run the bcwi stage to draw it."])
 
 
 def _flips(inputs: Inputs, pngs: dict[str, bytes], top: int) -> list[Section]:
@@ -254,7 +261,8 @@ def _flips(inputs: Inputs, pngs: dict[str, bytes], top: int) -> list[Section]:
         "Old's prediction (rows) against the model's (columns), counts on the regression set; off-diagonal "
         "cells are changed predictions."])
     for model in focus:
-        matrices.blocks.append(Image(f"plots/flip_matrix_{model}.png", pngs[f"flip_matrix_{model}.png"], f"flip matrix {model}"))
+        name = f"flip_matrix_{model}.png"
+        matrices.blocks.append(Image(f"plots/{name}", pngs[name], f"flip matrix {model}"))
     per_class = Section("NFR per class", [Image("plots/per_class_nfr.png", pngs["per_class_nfr.png"], "per-class NFR"),
                                           _worst_classes(inputs, focus)])
     lists = Section(f"Top negative flips (by old's confidence, at most {top} per model)", [])
@@ -277,25 +285,29 @@ def _worst_classes(inputs: Inputs, focus: list[str]) -> Table:
 
 def _files(inputs: Inputs) -> Section:
     return Section("Files", [
-        f"reports/flips.parquet: the flip ledger, {len(inputs.ledger):,} rows (one per regression example and "
-        "model other than old): id, text, label, old_pred, old_confidence, pred, confidence, flip "
+        f"flips.parquet (beside this report): the flip ledger, {len(inputs.ledger):,} rows (one per regression "
+        "example and model other than old): id, text, label, old_pred, old_confidence, pred, confidence, flip "
         "(negative, positive, both_wrong, both_right). Confidence is the softmax maximum of the logits.",
         "Rebuild this report from predictions alone with `flipgate report`.",
     ])
 
 
 def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
-    sections = [_overview(inputs), _comparison(inputs)]
-    if inputs.runs:
-        sections.append(_seeds(inputs))
-    sections += [_bcwi(inputs), *_flips(inputs, pngs, top), _files(inputs)]
+    sections = [_overview(inputs), *([_seeds(inputs)] if inputs.runs else []), _comparison(inputs)]
+    sections += [_bcwi(inputs, pngs), *_flips(inputs, pngs, top), _files(inputs)]
     return Document("flipgate report", sections)
 
 
 def build_report(predictions: str | Path, data: str | Path, reports: str | Path, runs: list[str | Path] = (),
-                 candidate: str | None = None, top: int = 20, level: float = 0.95) -> dict[str, Path]:
-    """Read, compute and write everything; returns the paths written. Raises FlipgateError on bad input."""
+                 candidate: str | None = None, top: int = 20, level: float = 0.95,
+                 context: str | Path | None = None) -> dict[str, Path]:
+    """Read, compute and write everything into `reports`; returns the paths written.
+
+    `context` is the pipeline's reports folder the predictions belong to (default: `reports` itself).
+    Raises FlipgateError on bad input.
+    """
     reports = Path(reports)
+    context = reports if context is None else Path(context)
     models = discover_models(Path(predictions))
     names = read_labels(Path(data))
     ledger = flip_ledger(models, read_regression(Path(data)), BASELINE)
@@ -303,19 +315,18 @@ def build_report(predictions: str | Path, data: str | Path, reports: str | Path,
     k = max(len(names), *(int(s) + 1 for s in seen))
     names += [str(c) for c in range(len(names), k)]  # ids past labels.json still get a (numeric) name
     if candidate is not None and candidate not in models:
-        raise FlipgateError(f"--candidate {candidate!r}: no predictions/{candidate}/ folder; present: {list(models)}")
+        raise FlipgateError(f"--candidate {candidate!r}: no {predictions}/{candidate}/ folder; present: {list(models)}")
     inputs = Inputs(models=models, names=names, metrics=evaluate(models, BASELINE, REFERENCE), ledger=ledger,
-                    candidate=candidate or find_candidate(reports, models), reports=reports, level=level,
+                    candidate=candidate or find_candidate(context, models), context=context, level=level,
                     runs=aggregate.load_runs(list(runs)) if runs else [])
     pngs = make_plots(inputs)
-    doc = document(inputs, pngs, top)
-    return write_outputs(inputs, pngs, doc)
+    return write_outputs(inputs, pngs, document(inputs, pngs, top), reports)
 
 
-def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document) -> dict[str, Path]:
+def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Path) -> dict[str, Path]:
     """Each artifact atomically; the plots folder as a whole, so no stale plot survives a rebuild."""
-    r = inputs.reports
-    paths = {"ledger": r / "flips.parquet", "plots": r / "plots", "markdown": r / "report.md", "html": r / "report.html"}
+    paths = {"ledger": out / "flips.parquet", "plots": out / "plots", "markdown": out / "report.md",
+             "html": out / "report.html"}
     write_parquet(inputs.ledger, paths["ledger"])
     with atomic_path(paths["plots"]) as tmp:
         tmp.mkdir()
@@ -325,7 +336,7 @@ def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document) -> dict
         with atomic_path(paths[key]) as tmp:
             tmp.write_text(text, encoding="utf-8")
     if inputs.runs:
-        paths["seeds"] = r / "seeds.json"
+        paths["seeds"] = out / "seeds.json"
         write_json({"runs": [run["path"] for run in inputs.runs], "regression": aggregate.aggregate(inputs.runs)},
                    paths["seeds"])
     log.info("report written: %s", ", ".join(str(p) for p in paths.values()))
