@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--old", help="old model folder (default: train one into --work)")
     ap.add_argument("--predictions", help="folder with old/ and new/ predictions (default: --work/predictions)")
-    ap.add_argument("--work", default=".bench/gated_fusion", help="where models trained here go")
+    ap.add_argument("--work", default="runs/bench_gated_fusion", help="where models trained here go")
     ap.add_argument("--configs", nargs="*", default=["paper", "heldout"])
     ap.add_argument("--nn-scaling", type=int, nargs="*", metavar="SIZE", help="time exact NN search instead")
     ap.add_argument("--nn-queries", type=int, default=64, help="queries per timed batch (--nn-scaling)")

@@ -114,7 +114,8 @@ def test_stage_writes_tables_and_report(tmp_path):
     for split in ("dev", "regression"):
         write_parquet(old_dev, tmp_path / "predictions" / "old" / f"{split}.parquet")
         write_parquet(new_dev, tmp_path / "predictions" / "new" / f"{split}.parquet")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"ensembles": {"alphas": [0.5, 0.9], "tolerance": 10}}))
+    params = {"ensembles": {"alphas": [0.5, 0.9], "tolerance": 10}, "tracking": {"enabled": False}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     run = subprocess.run([sys.executable, str(ROOT / "stages" / "ensembles.py"), "predictions"], cwd=tmp_path,
                          env=env, capture_output=True, text=True)

@@ -29,21 +29,21 @@ def repo(tmp_path_factory, tiny_bert):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp / item)
     data = tmp / "userdata"
-    data.mkdir()
+    (data / "updates").mkdir(parents=True)
     toy_frame(200, 0, "o").to_json(data / "old.jsonl", orient="records", lines=True)
-    toy_frame(60, 1, "n").to_json(data / "new.jsonl", orient="records", lines=True)
+    toy_frame(60, 1, "n").to_json(data / "updates" / "new.jsonl", orient="records", lines=True)
     toy_frame(60, 2, "d").to_json(data / "dev.jsonl", orient="records", lines=True)
     toy_frame(80, 3, "r").to_json(data / "reg.jsonl", orient="records", lines=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())  # every section dvc.yaml names
     params["base"].update(model=str(tiny_bert), max_length=32, eval_batch_size=32)
-    params["data"].update(source="files", files={"old": "userdata/old.jsonl", "new": ["userdata/new.jsonl"],
+    params["data"].update(source="files", files={"old": "userdata/old.jsonl", "new": ["userdata/updates"],
                                                  "dev": "userdata/dev.jsonl", "regression": "userdata/reg.jsonl"})
     for role in ("train_old", "train_target", "train_new"):
         params[role].update(TRAIN)
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CI": "true"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
-                ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+                ["dvc", "add", "-q", "userdata/updates"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         assert sh(cmd, tmp, env).returncode == 0, cmd
     return tmp, env
 
@@ -83,7 +83,7 @@ def test_repro_trains_evaluates_and_caches(repo):
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     partial = sh(["dvc", "repro"], tmp, env)
     assert partial.returncode == 0, partial.stderr[-3000:]
-    ran = {line.split("'")[1] for line in partial.stdout.splitlines() if line.startswith("Running stage")}
+    ran = ran_stages(partial.stdout)
     assert "train_new" in ran and not ran & {"update", "train_old", "train_target"}, ran
 
 
@@ -116,3 +116,53 @@ def test_missing_file_names_the_param(repo):
     assert run.returncode != 0
     assert "data.files.dev: userdata/nope.jsonl not found" in run.stderr
     assert not (tmp / "data" / "update_bad").exists()
+
+
+def ran_stages(stdout: str) -> set[str]:
+    return {line.split("'")[1] for line in stdout.splitlines() if line.startswith("Running stage")}
+
+
+def test_dvc_add_of_an_update_reruns_from_update_but_not_old(repo):
+    tmp, env = repo
+    toy_frame(40, 7, "m").to_json(tmp / "userdata" / "updates" / "more.jsonl", orient="records", lines=True)
+    assert sh(["dvc", "add", "-q", "userdata/updates"], tmp, env).returncode == 0
+    run = sh(["dvc", "repro"], tmp, env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ran = ran_stages(run.stdout)
+    assert {"update", "validate", "train_target", "train_new", "bcwi", "gate"} <= ran, ran
+    assert "train_old" not in ran, "D_old did not change: old must not be retrained"
+    updated = __import__("pandas").read_parquet(tmp / "data" / "update" / "updated.parquet")
+    assert (updated["part"] == "new").sum() == 100  # 60 + 40: D_updated = D_old + every update file
+
+
+def test_registry_champion_becomes_the_old_model(repo):
+    """After a run, promote has registered a champion; `old.source: registry` fetches and predicts with it."""
+    tmp, env = repo
+    promotion = json.loads((tmp / "reports" / "promotion.json").read_text())
+    assert promotion["champion_version"] is not None
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    params["old"]["source"] = "registry"
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        run = sh([sys.executable, "stages/train.py", "old", "data/update", "base", "models/old_reg", "predictions/old_reg"],
+                 tmp, env)
+    finally:
+        params["old"]["source"] = "train"
+        (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp / "reports" / "train" / "old.json").read_text())
+    assert summary["init"] == "models:/flipgate-classifier@champion"
+    assert summary["champion_version"] == promotion["champion_version"]
+    import pandas as pd
+
+    fetched = pd.read_parquet(tmp / "predictions" / "old_reg" / "regression.parquet")
+    # The fetched folder is byte for byte one of the models the pipeline made; its predictions must match.
+    from flipgate.gate.registry import folder_hash
+
+    fetched_hash = folder_hash(tmp / "models" / "old_reg")
+    source = [d.name for d in (tmp / "models").iterdir() if d.name != "old_reg" and (d / "config.json").exists()
+              and folder_hash(d) == fetched_hash]
+    assert source, "the champion is none of the pipeline's models"
+    expected = pd.read_parquet(tmp / "predictions" / source[0] / "regression.parquet")
+    assert fetched["id"].tolist() == expected["id"].tolist()
+    assert fetched["pred"].tolist() == expected["pred"].tolist()
