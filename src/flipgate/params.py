@@ -7,14 +7,23 @@ the library never sees these objects' parent file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flipgate.errors import FlipgateError
 
 EMBEDDED = "embedded"
+
+
+def _alphas(v: list[float]) -> list[float]:
+    if not v or any(a < 0 or a > 1 for a in v):
+        raise ValueError("alphas must be a non-empty list of numbers in [0, 1]")
+    return sorted(set(v))
+
+
+Alphas = Annotated[list[float], AfterValidator(_alphas)]
 
 
 class Section(BaseModel):
@@ -78,19 +87,12 @@ class Train(Section):
 
 
 class Bcwi(Section):
-    alphas: list[float] = Field(default_factory=lambda: [round(i / 10, 1) for i in range(11)])
+    alphas: Alphas = Field(default_factory=lambda: [round(i / 10, 1) for i in range(11)])
     variants: list[Literal["plain", "fisher", "soup"]] = Field(default_factory=lambda: ["plain"])
     tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or new's CI half-width
     ci_level: float = Field(0.95, gt=0, lt=1)
     fisher_max_examples: int = Field(1000, gt=0)
     soup_k: int = Field(3, ge=2)
-
-    @field_validator("alphas")
-    @classmethod
-    def _in_unit_interval(cls, v: list[float]) -> list[float]:
-        if not v or any(a < 0 or a > 1 for a in v):
-            raise ValueError("alphas must be a non-empty list of numbers in [0, 1]")
-        return sorted(set(v))
 
 
 class Validate(Section):
@@ -177,16 +179,9 @@ class GatedFusion(Section):
 class Ensembles(Section):
     """Old-new ensembles (stage `ensembles`): alpha is the weight on NEW, chosen on dev."""
 
-    alphas: list[float] = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
+    alphas: Alphas = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
     tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or `ci`, as in bcwi
     ci_level: float = Field(0.95, gt=0, lt=1)
-
-    @field_validator("alphas")
-    @classmethod
-    def _in_unit_interval(cls, v: list[float]) -> list[float]:
-        if not v or any(a < 0 or a > 1 for a in v):
-            raise ValueError("alphas must be a non-empty list of numbers in [0, 1]")
-        return sorted(set(v))
 
 
 class Old(Section):

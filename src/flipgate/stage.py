@@ -15,13 +15,15 @@ from flipgate.io import read_json, write_json
 
 __all__ = ["FlipgateError", "run", "log"]
 
+# Set before stage scripts import transformers or mlflow (they import this module first).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load weight report in stage logs
+
 log = logging.getLogger("flipgate.stage")
 
 
 def _configure() -> None:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load weight report in stage logs
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock", "alembic", "great_expectations", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -11,7 +11,7 @@ import torch
 
 from flipgate.io import write_json, write_parquet
 from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
-from flipgate.mitigation.select import accuracy_halfwidth, select_lowest_nfr
+from flipgate.mitigation.select import select_lowest_nfr, tolerance_and_halfwidth
 from flipgate.mitigation.sweep import correct_count, options, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
 
@@ -23,12 +23,6 @@ def head_keys(model: torch.nn.Module) -> frozenset[str]:
     head = classifier_head(model)
     prefix = next(n for n, m in model.named_modules() if m is head)
     return frozenset(f"{prefix}.{p}" for p, _ in head.named_parameters())
-
-
-def tolerance_of(tolerance: float | str, new_dev: pd.DataFrame, level: float) -> tuple[float, float]:
-    """(tolerance as a fraction, CI half-width of new's dev accuracy). `ci` uses the half-width itself."""
-    half = accuracy_halfwidth(correct_count(new_dev), len(new_dev), level)
-    return (half if tolerance == "ci" else float(tolerance) / 100), half
 
 
 def run_bcwi(
@@ -51,7 +45,7 @@ def run_bcwi(
     old_model, _ = load_classifier(old_dir)
     old_sd = {k: v.detach().clone() for k, v in old_model.state_dict().items()}
     del old_model
-    tol, half = tolerance_of(tolerance, new_preds["dev"], ci_level)
+    tol, half = tolerance_and_halfwidth(tolerance, correct_count(new_preds["dev"]), len(new_preds["dev"]), ci_level)
     ref_acc = correct_count(new_preds["dev"]) / max(len(new_preds["dev"]), 1)
     variants = dict(new_dirs)
     if fisher is not None:
@@ -74,7 +68,8 @@ def run_bcwi(
         timing["predict_s"] += res.predict_s
         timing["alphas_run"] += sum(a not in known for a in alphas)
         curves += [{"variant": variant, **r} for r in res.rows]
-        choice = select_lowest_nfr(options(res.rows), ref_acc, tol)
+        # alpha 1 is old itself (no update to ship): it stays on the curve but is never the pick.
+        choice = select_lowest_nfr({a: o for a, o in options(res.rows).items() if a < 1.0} or options(res.rows), ref_acc, tol)
         picks[variant] = {"alpha": choice.key, "dev_accuracy": choice.accuracy, "dev_nfr": choice.nfr, "reason": choice.reason}
         tables[variant] = (res.predictions[choice.key], new_dir, choice.key)
         log.info("%s: alpha %.2f selected (%s)", variant, choice.key, choice.reason)

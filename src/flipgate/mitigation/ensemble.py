@@ -22,7 +22,7 @@ import pandas as pd
 from flipgate.errors import FlipgateError
 from flipgate.io import logits_matrix, predictions_frame
 from flipgate.metrics.flips import fix_and_new_fault, flip_counts
-from flipgate.mitigation.select import accuracy_halfwidth, select_lowest_nfr
+from flipgate.mitigation.select import select_lowest_nfr, tolerance_and_halfwidth
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,9 @@ def score(table: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame) -> dict:
 
 
 def dev_tolerance(tolerance: float | str, new_dev: pd.DataFrame, ci_level: float) -> float:
-    """The BCWI rule: `tolerance` accuracy points below new's dev accuracy, or `ci` = new's Wilson half-width."""
-    if tolerance == "ci":
-        correct = int((new_dev["pred"].to_numpy() == new_dev["label"].to_numpy()).sum())
-        return accuracy_halfwidth(correct, len(new_dev), ci_level)
-    return float(tolerance) / 100
+    """The BCWI rule on new's dev predictions (see select.tolerance_and_halfwidth)."""
+    correct = int((new_dev["pred"].to_numpy() == new_dev["label"].to_numpy()).sum())
+    return tolerance_and_halfwidth(tolerance, correct, len(new_dev), ci_level)[0]
 
 
 def ensemble(

@@ -16,6 +16,13 @@ def accuracy_halfwidth(correct: int, n: int, level: float = 0.95) -> float:
     return (ci.high - ci.low) / 2
 
 
+def tolerance_and_halfwidth(tolerance: float | str, correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """(tolerance as a fraction, CI half-width of the reference's dev accuracy). `tolerance` is in accuracy
+    points, or `ci` to use the half-width itself (the BCWI paper's "gray area")."""
+    half = accuracy_halfwidth(correct, n, level)
+    return (half if tolerance == "ci" else float(tolerance) / 100), half
+
+
 @dataclass(frozen=True)
 class Choice:
     key: object  # the chosen knob (an alpha, a model name)
