@@ -43,7 +43,7 @@ def trainer_train(texts, labels, labels_list, args, strategy: str) -> float:
     ds = ds.map(lambda b: tok(b["text"], truncation=True, max_length=128), batched=True, remove_columns=["text"])
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(output_dir=out, per_device_train_batch_size=args.batch_size, num_train_epochs=args.epochs,
-                                  learning_rate=1e-4, warmup_ratio=0.1, weight_decay=0.01, report_to=[], save_strategy="no",
+                                  learning_rate=1e-4, warmup_steps=0.1, weight_decay=0.01, report_to=[], save_strategy="no",
                                   logging_strategy="no", disable_tqdm=True, use_cpu=True, seed=0,
                                   train_sampling_strategy=strategy, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=targs, train_dataset=ds, data_collator=DataCollatorWithPadding(tok))

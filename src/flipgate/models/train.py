@@ -48,7 +48,9 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim
     for name, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # The fused kernel updates all parameters in one pass (CPU and CUDA); it needs them on one device type.
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
 def train_classifier(
