@@ -40,6 +40,7 @@ def workspace(out: Path, params: dict, seed: int) -> Path:
     ws.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", ws / "dvc.yaml")
     shutil.copytree(ROOT / "stages", ws / "stages", dirs_exist_ok=True)
+    shutil.copytree(ROOT / "userdata", ws / "userdata", dirs_exist_ok=True)
     shutil.copytree(ROOT / "src", ws / "src", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     params = merge(params, {"base": {"seed": seed}})
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
