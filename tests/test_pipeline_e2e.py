@@ -64,9 +64,10 @@ def test_repro_trains_evaluates_and_caches(repo):
     assert set(metrics["wall_time_s"]) >= {"update", "validate", "train_old", "train_target", "train_new", "bcwi"}
     assert json.loads((tmp / "reports" / "validation.json").read_text())["success"] is True
     curve = json.loads((tmp / "reports" / "bcwi_curve.json").read_text())["rows"]
-    assert len(curve) == 2 * 11 and {r["split"] for r in curve} == {"dev", "regression"}
+    assert {r["variant"] for r in curve} == {"plain", "fisher"}  # the default variants
+    assert len([r for r in curve if r["variant"] == "plain"]) == 2 * 11 and {r["split"] for r in curve} == {"dev", "regression"}
     # alpha 0 and 1 reuse new's and old's predictions: the curve's endpoints are their figures
-    end0 = next(r for r in curve if r["alpha"] == 0.0 and r["split"] == "regression")
+    end0 = next(r for r in curve if r["alpha"] == 0.0 and r["split"] == "regression" and r["variant"] == "plain")
     assert end0["nfr"] == reg["new"]["nfr"]
     assert (tmp / "reports" / "bcwi_curve.png").read_bytes()[:4] == b"\x89PNG"
     chosen = json.loads((tmp / "candidate" / "candidate.json").read_text())
