@@ -1,7 +1,9 @@
 """Stage `promote`: act on the gate's decision in the MLflow Model Registry.
 
 Usage: python stages/promote.py GATE_JSON CANDIDATE_DIR BASELINE_DIR REGRESSION_PARQUET OUT_JSON
+                                [CANDIDATE_PREDICTIONS BASELINE_PREDICTIONS]
   CANDIDATE_DIR may contain `{candidate}`, filled with the decision's candidate name (models/{candidate}).
+  The predictions tables (regression set) are logged with the versions, for `flipgate gate models:/...`.
 Params: base.max_length, promote, tracking. The champion alias moves only on a "pass"; the stage
 succeeds whatever the verdict (blocking a merge is the gate's job) and writes version, aliases, verdict.
 """
@@ -16,9 +18,10 @@ from flipgate.params import load_section
 
 
 def main() -> None:
-    if len(sys.argv) != 6:
-        raise stage.FlipgateError(f"expected 5 paths, got {len(sys.argv) - 1}; {__doc__.splitlines()[2].strip()}")
-    gate_json, candidate_dir, baseline_dir, regression, out = sys.argv[1:]
+    if len(sys.argv) not in (6, 8):
+        raise stage.FlipgateError(f"expected 5 or 7 paths, got {len(sys.argv) - 1}; {__doc__.splitlines()[2].strip()}")
+    gate_json, candidate_dir, baseline_dir, regression, out = sys.argv[1:6]
+    cand_preds, base_preds = sys.argv[6:8] if len(sys.argv) == 8 else (None, None)
     base, promote, trk = (load_section(s) for s in ("base", "promote", "tracking"))
     decision = registry.decision_dict(read_json(gate_json))
     candidate = Path(candidate_dir.format(candidate=decision.get("candidate", "")))
@@ -37,6 +40,8 @@ def main() -> None:
             tracking_uri=trk.uri,
             experiment=trk.experiment,
             max_length=base.max_length,
+            candidate_predictions=cand_preds,
+            baseline_predictions=base_preds,
         )
         write_json(result.to_dict(), out)
         run.set_tags({"promotion.version": result.version, "promotion.verdict": result.verdict,

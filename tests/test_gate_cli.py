@@ -193,9 +193,10 @@ def test_refuses_self_comparison(files, tmp_path, capsys):
     assert gate("--baseline", files["baseline"], "--candidate", same, "--allow-identical") == 0
 
 
-def test_registry_reference_not_supported_yet(files, capsys):
-    err = err_of(capsys, "--baseline", "models:/flipgate@champion", "--candidate", files["good"])
-    assert "registry references are not supported yet" in err
+def test_run_references_are_refused(files, capsys):
+    # models:/ references are resolved through the registry (tests/test_pipeline_e2e.py); runs:/ are not.
+    err = err_of(capsys, "--baseline", "runs:/abc/model", "--candidate", files["good"])
+    assert "only models:/<name>@<alias> or models:/<name>/<version> references are supported" in err
 
 
 def test_console_script_and_no_torch(files):

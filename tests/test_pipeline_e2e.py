@@ -167,3 +167,20 @@ def test_registry_champion_becomes_the_old_model(repo):
     expected = pd.read_parquet(tmp / "predictions" / source[0] / "regression.parquet")
     assert fetched["id"].tolist() == expected["id"].tolist()
     assert fetched["pred"].tolist() == expected["pred"].tolist()
+
+
+def test_gate_cli_against_the_registry_champion(repo):
+    """`flipgate gate --baseline models:/<name>@champion` judges predictions against the champion's own,
+    logged at promotion: no model runs."""
+    tmp, env = repo
+    env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
+    flipgate = str(Path(sys.executable).parent / "flipgate")
+    run = sh([flipgate, "gate", "--baseline", "models:/flipgate-classifier@champion",
+              "--candidate", "predictions/target/regression.parquet", "--json", "gate_cli.json"], tmp, env)
+    assert run.returncode in (0, 1, 2), run.stdout + run.stderr
+    decision = json.loads((tmp / "gate_cli.json").read_text())
+    assert decision["verdict"] in {"pass", "reject", "inconclusive"}
+    assert decision["counts"]["n"] == 80
+    missing = sh([flipgate, "gate", "--baseline", "models:/flipgate-classifier@nope",
+                  "--candidate", "predictions/target/regression.parquet"], tmp, env)
+    assert missing.returncode == 3 and "no such registered model version" in missing.stderr

@@ -111,14 +111,48 @@ def _alias_version(client, name: str, alias: str):
         return None
 
 
-def _register(client, folder: Path, name: str, tags: dict[str, str], max_length: int | None, experiment: str):
-    """Log the folder as a pyfunc (to the active run, if any) and register it as a new version."""
+PREDICTIONS_TAG = "predictions_artifact"  # the version's regression-set predictions, in its run
+
+
+def _register(client, folder: Path, name: str, tags: dict[str, str], max_length: int | None, experiment: str,
+              predictions: str | Path | None = None):
+    """Log the folder as a pyfunc (to the active run, if any) and register it as a new version. With
+    `predictions` (its regression-set table), log that too, so `flipgate gate --baseline models:/...`
+    can judge a candidate against the version without running it."""
     config = {"max_length": max_length} if max_length else {}
     info = tracking.log_model(folder, name="model", experiment=experiment, **config)
+    if predictions is not None:
+        subdir = f"predictions/{tags['model_hash'][:16]}"
+        client.log_artifact(info.run_id, str(predictions), subdir)
+        tags = {**tags, PREDICTIONS_TAG: f"{subdir}/{Path(predictions).name}"}
     mv = client.create_model_version(name, source=info.model_uri, run_id=info.run_id, tags=tags,
                                      model_id=info.model_id, description=_summary(tags))
     log.info("registered %s version %s from %s", name, mv.version, folder)
     return mv
+
+
+def download_predictions(ref: str, dst: str | Path, tracking_uri: str | None = None) -> Path:
+    """`models:/<name>@<alias>` or `models:/<name>/<version>` -> its regression-set predictions file,
+    downloaded under `dst`. Raises FlipgateError when the version or its predictions are unknown."""
+    import mlflow
+
+    body = ref[len("models:/"):]
+    name, sep, alias = body.partition("@")
+    client = tracking.connect(tracking_uri)
+    try:
+        if sep:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, _, version = body.rpartition("/")
+            mv = client.get_model_version(name, version)
+    except Exception as exc:  # MlflowException for unknown models, versions and aliases
+        raise FlipgateError(f"{ref}: no such registered model version at {client.tracking_uri} ({exc})") from exc
+    artifact = mv.tags.get(PREDICTIONS_TAG)
+    if not artifact:
+        raise FlipgateError(f"{ref}: version {mv.version} was registered without its predictions; pass a file")
+    uri = tracking.resolve_uri(tracking_uri)
+    return Path(mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=artifact, dst_path=str(dst),
+                                                    tracking_uri=uri))
 
 
 def _summary(tags: Mapping[str, str]) -> str:
@@ -146,6 +180,7 @@ def bootstrap(
     commit: str,
     max_length: int | None = None,
     experiment: str = tracking.DEFAULT_EXPERIMENT,
+    predictions: str | Path | None = None,
 ) -> int:
     """Register the baseline as champion (the first pipeline run); reuses a version with its hash."""
     model_hash = folder_hash(baseline_folder)
@@ -153,7 +188,7 @@ def bootstrap(
     if mv is None:
         tags = {"verdict": BOOTSTRAP, "model_hash": model_hash, "regression_hash": regression_hash,
                 "git_commit": commit, "candidate": "old"}
-        mv = _register(client, Path(baseline_folder), name, tags, max_length, experiment)
+        mv = _register(client, Path(baseline_folder), name, tags, max_length, experiment, predictions)
     client.set_registered_model_alias(name, CHAMPION, mv.version)
     log.info("%s had no champion: version %s (%s) is champion now", name, mv.version, baseline_folder)
     return int(mv.version)
@@ -171,6 +206,8 @@ def promote(
     experiment: str = tracking.DEFAULT_EXPERIMENT,
     max_length: int | None = None,
     tags: Mapping[str, Any] | None = None,
+    candidate_predictions: str | Path | None = None,
+    baseline_predictions: str | Path | None = None,
 ) -> Promotion:
     """Register `candidate_folder` and move `champion` to it only if the decision's verdict is "pass".
 
@@ -191,7 +228,8 @@ def promote(
     boot = None
     champion = _alias_version(client, registered_name, CHAMPION)
     if champion is None and baseline_folder is not None:
-        boot = bootstrap(client, baseline_folder, registered_name, regression_hash, commit, max_length, experiment)
+        boot = bootstrap(client, baseline_folder, registered_name, regression_hash, commit, max_length, experiment,
+                         baseline_predictions)
         champion = _alias_version(client, registered_name, CHAMPION)
     if champion is not None and champion.tags.get("model_hash") == model_hash:
         return _result(client, registered_name, champion, verdict, False, boot,
@@ -216,7 +254,8 @@ def promote(
     mv = _find_version(client, registered_name, model_hash=model_hash, regression_hash=regression_hash)
     created = mv is None
     if created:
-        mv = _register(client, Path(candidate_folder), registered_name, version_tags, max_length, experiment)
+        mv = _register(client, Path(candidate_folder), registered_name, version_tags, max_length, experiment,
+                       candidate_predictions)
     else:  # same artifacts again: refresh the evidence, keep the version
         for k, v in version_tags.items():
             client.set_model_version_tag(registered_name, mv.version, k, v)

@@ -34,18 +34,23 @@ class Aligned:
     candidate_pred: np.ndarray
 
 
-def resolve_predictions(ref: str | Path) -> Path:
+def resolve_predictions(ref: str | Path, tracking_uri: str | None = None) -> Path:
     """Turn a predictions reference into a local file path.
 
-    The one place that will resolve registry references (``models:/name@alias``) to the cached
-    predictions of a registered model; until then such references raise FlipgateError.
+    `models:/<name>@<alias>` or `models:/<name>/<version>`: the regression-set predictions that `promote`
+    logged with that registered version, downloaded to a temporary folder (this imports MLflow, never
+    torch; the tracking store is MLFLOW_TRACKING_URI, else the project's sqlite file).
     """
     text = str(ref)
+    if text.startswith("models:/"):
+        import tempfile
+
+        from flipgate.gate.registry import download_predictions
+
+        return download_predictions(text, tempfile.mkdtemp(prefix="flipgate-gate-"), tracking_uri)
     if text.startswith(REGISTRY_SCHEMES):
-        raise FlipgateError(
-            f"{text}: registry references are not supported yet; pass a predictions file "
-            "(parquet, csv or jsonl with columns id, label, pred)"
-        )
+        raise FlipgateError(f"{text}: only models:/<name>@<alias> or models:/<name>/<version> references are "
+                            "supported; or pass a predictions file (parquet, csv or jsonl with id, label, pred)")
     return Path(text)
 
 
