@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def load_classifier(
     new rows for the added classes. A fine-tuned classifier with more outputs than `labels` is an error.
     """
     path = resolve_model(name_or_path)
+    manifest = Path(path) / "flipgate.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("kind") == "gated_fusion":
+        raise FlipgateError(
+            f"{path}: a Gated Fusion model (old + new + gate), not a single classifier; fine-tuning from it and "
+            f"BCWI need one: start from its new/ folder, or leave gated_fusion out of select.candidates"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForSequenceClassification.from_pretrained(path)
@@ -107,8 +114,6 @@ def grow_head(model: PreTrainedModel, num_labels: int) -> None:
 
 def save_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path, meta: dict) -> None:
     """save_pretrained (safetensors) + tokenizer + flipgate.json, written atomically as one folder."""
-    import json
-
     with atomic_path(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -84,16 +84,21 @@ def from_registry(
     eval_batch_size: int,
     max_length: int,
 ) -> dict:
-    """The old model of a data update: fetch `models:/<name>@champion` into `model_dir`, predict."""
+    """The old model of a data update: fetch `models:/<name>@champion` into `model_dir`, predict.
+
+    The champion may be any kind the registry holds (a classifier or a Gated Fusion folder); the stages
+    that start from old's weights (train_new, BCWI) need a classifier and say so otherwise."""
     from flipgate.gate import registry
+    from flipgate.models.pyfunc import load_any
 
     version = registry.champion_version(registered_name, tracking_uri)
     registry.load_champion(registered_name, model_dir, tracking_uri)
-    model, tokenizer = load_classifier(str(model_dir))
-    tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, max_length)
+    predictor = load_any(model_dir, max_length=max_length, batch_size=eval_batch_size, device=device.type)
     summary = {"init": f"models:/{registered_name}@champion", "champion_version": version, "train_examples": 0}
-    for name, t in tables.items():
-        summary[f"{name}_accuracy"] = float(np.mean(t["pred"].to_numpy() == t["label"].to_numpy()))
+    for name, df in eval_splits.items():
+        table = predictions_frame(df["id"], df["label"], predictor.predict_logits(df["text"].tolist()))
+        write_parquet(table, Path(predictions_dir) / f"{name}.parquet")
+        summary[f"{name}_accuracy"] = float(np.mean(table["pred"].to_numpy() == table["label"].to_numpy()))
     return summary
 
 
