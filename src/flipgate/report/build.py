@@ -247,10 +247,21 @@ def _seeds(inputs: Inputs) -> Section:
 
 def _bcwi(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
     png = pngs.get("bcwi_curve.png")
-    if png:
-        return Section("BCWI alpha curve", [Image("plots/bcwi_curve.png", png, "BCWI alpha curve"),
-                                            "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."])
-    return Section("BCWI alpha curve", [f"No {inputs.context / 'bcwi_curve.png'}: run the bcwi stage to draw it."])
+    if not png:
+        return Section("BCWI alpha curve", [f"No {inputs.context / 'bcwi_curve.png'}: run the bcwi stage to draw it."])
+    blocks: list[Block] = [Image("plots/bcwi_curve.png", png, "BCWI alpha curve"),
+                           "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."]
+    summary = inputs.context / "bcwi.json"
+    if summary.exists():
+        b = read_json(summary)
+        sel = b["selected"]
+        blocks.append(
+            f"Selected: {sel['variant']} alpha {sel['alpha']:.2f} ({sel['reason']}). Tolerance "
+            f"{100 * b['tolerance']:.2f} points; the 95% interval of new's dev accuracy "
+            f"({100 * b['new_dev_accuracy']:.2f}%) is ± {100 * b['new_dev_ci_halfwidth']:.2f} points wide, so dev "
+            "differences smaller than that are noise."
+        )
+    return Section("BCWI alpha curve", blocks)
 
 
 def _flips(inputs: Inputs, pngs: dict[str, bytes], top: int) -> list[Section]:
