@@ -40,6 +40,7 @@ def repo(tmp_path_factory, tiny_bert):
                                                  "dev": "userdata/dev.jsonl", "regression": "userdata/reg.jsonl"})
     for role in ("train_old", "train_target", "train_new"):
         params[role].update(TRAIN)
+    params["bcwi"].update(variants=["plain", "fisher", "soup"], soup_k=2)  # every variant, its stage too
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CI": "true"}
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
@@ -64,7 +65,8 @@ def test_repro_trains_evaluates_and_caches(repo):
     assert set(metrics["wall_time_s"]) >= {"update", "validate", "train_old", "train_target", "train_new", "bcwi"}
     assert json.loads((tmp / "reports" / "validation.json").read_text())["success"] is True
     curve = json.loads((tmp / "reports" / "bcwi_curve.json").read_text())["rows"]
-    assert {r["variant"] for r in curve} == {"plain", "fisher"}  # the default variants
+    assert {r["variant"] for r in curve} == {"plain", "fisher", "soup"}
+    assert json.loads((tmp / "models" / "soup" / "flipgate.json").read_text())["k"] == 2
     assert len([r for r in curve if r["variant"] == "plain"]) == 2 * 11 and {r["split"] for r in curve} == {"dev", "regression"}
     # alpha 0 and 1 reuse new's and old's predictions: the curve's endpoints are their figures
     end0 = next(r for r in curve if r["alpha"] == 0.0 and r["split"] == "regression" and r["variant"] == "plain")
