@@ -34,33 +34,41 @@ def check_compatible(old: StateDict, new: StateDict, grow_keys: frozenset[str] =
             raise FlipgateError(f"{ARCH_HINT} ({key}: old {tuple(t_old.shape)} vs new {tuple(t_new.shape)})")
 
 
-def _mix(old: torch.Tensor, new: torch.Tensor, alpha: float, fisher: torch.Tensor | None) -> torch.Tensor:
-    # Endpoints are copies, so alpha 0 and 1 are bitwise new and old (float arithmetic would not be).
-    if alpha == 0.0:
-        return new.clone()
-    if alpha == 1.0:
-        return old.clone()
-    if fisher is None:
-        return torch.lerp(new, old, alpha)
+def _fisher_mix(old: torch.Tensor, new: torch.Tensor, alpha: float, fisher: torch.Tensor) -> torch.Tensor:
     num = alpha * fisher * old + (1 - alpha) * new
     den = alpha * fisher + (1 - alpha)  # > 0 for alpha < 1, whatever F >= 0
     return num / den
 
 
-def interpolate_tensor(old: torch.Tensor, new: torch.Tensor, alpha: float, fisher: torch.Tensor | None = None) -> torch.Tensor:
-    """One tensor. Integer buffers (e.g. position ids) are copied from new. When new has more rows than
-    old (classes added), the extra rows come from new and the shared rows are interpolated."""
-    if not new.is_floating_point():
-        return new.clone()
-    rows = old.shape[0] if old.ndim else 0
+def _mix_into(out: torch.Tensor, old: torch.Tensor, new: torch.Tensor, alpha: float,
+              fisher: torch.Tensor | None) -> None:
+    """Write one interpolated tensor into `out` (new's shape). Integer buffers (e.g. position ids) are
+    copied from new. When new has more rows than old (classes added), the extra rows come from new and
+    the shared rows are interpolated. Endpoints are copies, so alpha 0 and 1 are bitwise new and old."""
+    if not new.is_floating_point() or alpha == 0.0:
+        out.copy_(new)
+        return
     if old.shape != new.shape:
-        out = new.clone()
-        f = fisher[:rows] if fisher is not None and fisher.shape[0] != rows else fisher
-        out[:rows] = _mix(old, new[:rows], alpha, f)
-        return out
-    return _mix(old, new, alpha, fisher)
+        out.copy_(new)
+        rows = old.shape[0]
+        out, new = out[:rows], new[:rows]
+        fisher = fisher[:rows] if fisher is not None and fisher.shape[0] != rows else fisher
+    if alpha == 1.0:
+        out.copy_(old)
+    elif fisher is None:
+        torch.lerp(new, old, alpha, out=out)  # in place: plain BCWI allocates nothing
+    else:
+        out.copy_(_fisher_mix(old, new, alpha, fisher))
 
 
+def interpolate_tensor(old: torch.Tensor, new: torch.Tensor, alpha: float, fisher: torch.Tensor | None = None) -> torch.Tensor:
+    """One interpolated tensor, newly allocated (see _mix_into for the rules)."""
+    out = torch.empty_like(new)
+    _mix_into(out, old, new, alpha, fisher)
+    return out
+
+
+@torch.no_grad()
 def interpolate(
     old: StateDict,
     new: StateDict,
@@ -84,8 +92,7 @@ def interpolate_into(
     fisher: StateDict | None = None,
     grow_keys: frozenset[str] = frozenset(),
 ) -> None:
-    """Write the interpolation straight into `model`'s tensors (no third state dict, and plain BCWI
-    allocates nothing: torch.lerp writes in place)."""
+    """Write the interpolation straight into `model`'s tensors (no third state dict)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     check_compatible(old, new, grow_keys)
@@ -93,22 +100,7 @@ def interpolate_into(
     if target.keys() != new.keys():
         raise FlipgateError(f"{ARCH_HINT} (the model to fill does not have new's parameters)")
     for key, out in target.items():
-        o, n = old[key], new[key]
-        if not n.is_floating_point() or alpha == 0.0:
-            out.copy_(n)
-            continue
-        f = None if fisher is None else fisher.get(key)
-        if o.shape != n.shape:  # classes added: new's extra rows stay, shared rows are mixed
-            out.copy_(n)
-            rows = o.shape[0]
-            out, n = out[:rows], n[:rows]
-            f = f[:rows] if f is not None and f.shape[0] != rows else f
-        if alpha == 1.0:
-            out.copy_(o)
-        elif f is None:
-            torch.lerp(n, o, alpha, out=out)
-        else:
-            out.copy_(_mix(o, n, alpha, f))
+        _mix_into(out, old[key], new[key], alpha, None if fisher is None else fisher.get(key))
 
 
 def average(state_dicts: list[StateDict]) -> dict[str, torch.Tensor]:

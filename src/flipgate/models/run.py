@@ -10,8 +10,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from flipgate.io import predictions_frame, write_json, write_parquet
-from flipgate.metrics.flips import flip_counts
+from flipgate.io import predictions_frame, write_parquet
 from flipgate.models.classifier import load_classifier, save_classifier
 from flipgate.models.device import set_seed
 from flipgate.models.predict import predict_logits
@@ -100,13 +99,3 @@ def from_registry(
         write_parquet(table, Path(predictions_dir) / f"{name}.parquet")
         summary[f"{name}_accuracy"] = float(np.mean(table["pred"].to_numpy() == table["label"].to_numpy()))
     return summary
-
-
-def accuracy_against(old: pd.DataFrame, cand: pd.DataFrame) -> dict:
-    """Flip metrics of a candidate against old on the same ids (tables aligned by id)."""
-    merged = old[["id", "label", "pred"]].merge(cand[["id", "pred"]], on="id", suffixes=("_old", ""), validate="1:1")
-    return flip_counts(merged["label"], merged["pred_old"], merged["pred"]).as_dict()
-
-
-def write_summary(summary: dict, path: str | Path) -> None:
-    write_json(summary, path)
