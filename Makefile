@@ -35,4 +35,4 @@ lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > requirements.lock
 
 clean:
-	rm -rf data models predictions reports/*.json reports/*.png reports/*.md mlflow.db mlartifacts
+	rm -rf data seeds candidate reports/*.json reports/*.png reports/*.md reports/plots reports/flips.parquet mlflow.db mlartifacts

@@ -3,11 +3,11 @@
 For each config: train Gated Fusion, then score on the regression set (against old; fix and new-fault
 rates against new) live, with old dropped, and with 50% / 75% of old's logits cached; dev accuracy and
 NFR too, and GF's training time as a ratio to new's. Old and new are reused when their folders and
-predictions exist (the pipeline's models/old, predictions/{old,new}); otherwise they are trained here with
+predictions exist (the pipeline's seeds/<seed>/models/old, predictions/{old,new}); otherwise they are trained here with
 params.yaml's train_old / train_new into --work.
 
 Run (embedded default, after `dvc repro train_new`):
-  python benchmarks/bench_gated_fusion.py data/update --old models/old --predictions predictions \\
+  python benchmarks/bench_gated_fusion.py data/update --old seeds/0/models/old --predictions seeds/0/predictions \\
       --configs paper paper:lr2=1e-3 heldout heldout:gate_inputs=signals
 A config is `variant[:key=value,...]` over params.yaml's gated_fusion section (validated the same way).
 Exact nearest-neighbour cost against the cache size (no data needed):
@@ -34,7 +34,7 @@ from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, fit,
 from flipgate.models.device import get_device
 from flipgate.models.run import fine_tune
 from flipgate.models.train import TrainConfig
-from flipgate.params import GatedFusion, load_section, read_params
+from flipgate.params import GatedFusion, load_section, load_seeds, read_params
 
 SPLITS = ("dev", "regression")
 
@@ -49,14 +49,14 @@ def parse_config(spec: str, defaults: dict) -> tuple[str, GatedFusion]:
     return spec, GatedFusion.model_validate({**defaults, **overrides})
 
 
-def train_config(section, base) -> TrainConfig:
+def train_config(section, base, seed: int) -> TrainConfig:
     return TrainConfig(epochs=section.epochs, lr=section.lr, batch_size=section.batch_size,
                        warmup_ratio=section.warmup_ratio, weight_decay=section.weight_decay,
-                       grad_clip=section.grad_clip, max_length=base.max_length, seed=base.seed)
+                       grad_clip=section.grad_clip, max_length=base.max_length, seed=seed)
 
 
 def ensure_model(
-    role: str, init: str, folder: Path, pred_dir: Path, data: Path, labels, base, params_path, device
+    role: str, init: str, folder: Path, pred_dir: Path, data: Path, labels, base, params_path, device, seed: int
 ) -> float | None:
     """Train `role` into `folder` unless its predictions exist (and, for old, which GF loads, its folder);
     returns its training seconds when known (reports/train/<role>.json for a pipeline-trained model)."""
@@ -67,8 +67,8 @@ def ensure_model(
     split = {"old": "old", "new": "updated"}[role]
     summary = fine_tune(init, labels, update.load_split(data, split),
                         {s: update.load_split(data, s) for s in SPLITS},
-                        train_config(load_section(f"train_{role}", params_path), base), device, folder, pred_dir,
-                        base.eval_batch_size, {"role": role, "seed": base.seed})
+                        train_config(load_section(f"train_{role}", params_path), base, seed), device, folder, pred_dir,
+                        base.eval_batch_size, {"role": role, "seed": seed})
     return summary["train_seconds"]
 
 
@@ -101,13 +101,14 @@ def goals(report: dict, new_reg: dict, new_dev_acc: float, tolerance: float) -> 
 
 def benchmark(args) -> dict:
     base = load_section("base", args.params)
+    seed = load_seeds(args.params)[0] if args.seed is None else args.seed
     labels, _ = update.load_labels(args.data)
     device = get_device(base.device)
     work, preds = Path(args.work), Path(args.predictions) if args.predictions else Path(args.work) / "predictions"
     old_dir = Path(args.old) if args.old else work / "old"
-    ensure_model("old", base.model, old_dir, preds / "old", args.data, labels, base, args.params, device)
+    ensure_model("old", base.model, old_dir, preds / "old", args.data, labels, base, args.params, device, seed)
     new_seconds = ensure_model("new", str(old_dir), work / "new", preds / "new", args.data, labels, base,
-                               args.params, device)
+                               args.params, device, seed)
     tables = {m: {s: read_table(preds / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new")}
     splits = {s: update.load_split(args.data, s) for s in SPLITS}
     ens = load_section("ensembles", args.params)
@@ -122,13 +123,13 @@ def benchmark(args) -> dict:
         name, p = parse_config(spec, defaults)
         config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                             inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
-        schedule = FusionSchedule(train_config(p, base), lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr,
+        schedule = FusionSchedule(train_config(p, base, seed), lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr,
                                   gate_epochs=p.gate_epochs, heldout_fraction=p.heldout_fraction, refit=p.refit)
         init = {"old": str(old_dir), "base": base.model}.get(p.init, p.init)
         t = time.perf_counter()
         gf, train = fit(str(old_dir), init, labels, update.load_split(args.data, "updated"), config, schedule,
                         device, base.max_length, base.eval_batch_size)
-        outputs = predict_splits(gf, splits, tables["old"], p.cache_fractions, base.seed)
+        outputs = predict_splits(gf, splits, tables["old"], p.cache_fractions, seed)
         report = score_outputs(outputs, tables["old"], tables["new"])
         ratio = train.seconds / new_seconds if new_seconds else None
         for out in (LIVE, DROPPED, *map(cache_name, p.cache_fractions)):
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", type=Path, help="an update folder (data/update)")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--seed", type=int, help="training seed (default: the first of params.yaml's seeds)")
     ap.add_argument("--old", help="old model folder (default: train one into --work)")
     ap.add_argument("--predictions", help="folder with old/ and new/ predictions (default: --work/predictions)")
     ap.add_argument("--work", default="runs/bench_gated_fusion", help="where models trained here go")

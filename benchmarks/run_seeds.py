@@ -1,13 +1,14 @@
-"""Run the whole pipeline once per seed, each in its own workspace, then aggregate a report.
+"""Run the whole comparison over several seeds in a workspace of its own and print the mean +- std table.
 
 Run: python benchmarks/run_seeds.py --seeds 0 1 2 [--config configs/massive.yaml] [--out runs/NAME]
-Each workspace (OUT/seed-N) is a copy of dvc.yaml, stages/ and params.yaml (with --config merged in and
-base.seed = N) in its own git + DVC repo; `dvc repro` runs there, so runs never overwrite each other and
-each stays reproducible. Prints the mean +- std table and the wall time per seed.
+The workspace OUT is a copy of dvc.yaml, stages/, src/ and params.yaml (with --config merged in and
+`seeds` set) in its own git + DVC repo; `dvc repro` runs there (every seed through dvc.yaml's foreach
+stages, then the report over all of them), so the project's own outputs are untouched and the run stays
+reproducible. Rerunning with more seeds trains only the new ones. Prints the tables (`flipgate show`)
+and the wall time: the repro's and, per seed, the sum of its stages'.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,9 @@ import time
 from pathlib import Path
 
 import yaml
+
+from flipgate.evaluate import wall_times
+from flipgate.report.aggregate import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +39,11 @@ def absolutise(params: dict) -> dict:
     return params
 
 
-def workspace(out: Path, params: dict, seed: int) -> Path:
-    ws = out / f"seed-{seed}"
+def workspace(ws: Path, params: dict) -> Path:
     ws.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "dvc.yaml", ws / "dvc.yaml")
-    shutil.copytree(ROOT / "stages", ws / "stages", dirs_exist_ok=True)
-    shutil.copytree(ROOT / "userdata", ws / "userdata", dirs_exist_ok=True)
-    shutil.copytree(ROOT / "src", ws / "src", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    params = merge(params, {"base": {"seed": seed}})
+    for folder in ("stages", "userdata", "src"):
+        shutil.copytree(ROOT / folder, ws / folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     if not (ws / ".git").exists():
         for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
@@ -59,19 +60,21 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if args.config:
         params = absolutise(merge(params, yaml.safe_load(args.config.read_text())))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    params["seeds"] = args.seeds
+    ws = workspace(args.out, params)
+    # The workspace's own copy of src/ is imported, so editing the project meanwhile changes nothing here.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str((ws / "src").resolve()),
            "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    walls = {}
-    for seed in args.seeds:
-        ws = workspace(args.out, params, seed)
-        start = time.perf_counter()
-        subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True)
-        walls[seed] = time.perf_counter() - start
-        print(f"seed {seed}: dvc repro {walls[seed]:.0f} s", flush=True)
-    runs = [args.out / f"seed-{s}" for s in args.seeds]
-    subprocess.run([sys.executable, "-m", "flipgate.cli", "report", "--runs", *map(str, runs),
-                    "--reports", str(args.out / "reports")], check=True, env=env)
-    (args.out / "walls.json").write_text(json.dumps(walls, indent=2))
+    start = time.perf_counter()
+    subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True)
+    wall = time.perf_counter() - start
+    subprocess.run([sys.executable, "-m", "flipgate.cli", "show"], cwd=ws, env=env, check=True)
+    per_seed = {s: sum(wall_times(ws / "seeds" / str(s) / "reports" / "timings").values()) for s in args.seeds}
+    spread = mean_std(list(per_seed.values()))
+    print(f"\ndvc repro: {wall:.0f} s; per seed (sum of its stages): "
+          + ", ".join(f"seed {s} {t:.0f} s" for s, t in per_seed.items())
+          + f"; mean {spread['mean']:.0f} ± {spread['std']:.0f} s")
+    print(f"report: {ws / 'reports' / 'report.html'}")
     cfg = f" --config {args.config}" if args.config else ""
     print(f"reproduce: python benchmarks/run_seeds.py --seeds {' '.join(map(str, args.seeds))}{cfg} --out {args.out}")
 

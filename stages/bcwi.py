@@ -1,7 +1,7 @@
 """Stage `bcwi`: interpolate old and new over the alpha grid, select alpha on dev, save the pick.
 
-Usage: python stages/bcwi.py DATA_DIR PREDICTIONS_DIR MODELS_DIR FISHER_DIR SOUP_DIR
-Reads models/{old,new}, predictions/{old,new}; writes models/bcwi, predictions/bcwi,
+Usage: python stages/bcwi.py DATA_DIR [--run seeds/<seed> --seed <seed>]
+Reads the run's models/{old,new,fisher,soup}, predictions/{old,new}; writes its models/bcwi, predictions/bcwi,
 reports/bcwi.json, reports/bcwi_curve.json (DVC plot) and reports/bcwi_curve.png.
 """
 
@@ -20,7 +20,10 @@ from flipgate.params import load_section
 
 
 def main() -> None:
-    data_dir, pred_root, model_root, fisher_dir, soup_dir = map(Path, sys.argv[1:6])
+    data_dir = Path(sys.argv[1])
+    run = stage.current()
+    pred_root, model_root = run.predictions, run.models
+    fisher_dir, soup_dir = model_root / "fisher", model_root / "soup"
     base, bcwi = load_section("base"), load_section("bcwi")
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
@@ -31,7 +34,7 @@ def main() -> None:
     fisher = None
     if "fisher" in bcwi.variants:
         if not (fisher_dir / "fisher.safetensors").exists():
-            raise stage.FlipgateError(f"{fisher_dir}: no fisher.safetensors; run `dvc repro fisher`")
+            raise stage.FlipgateError(f"{fisher_dir}: no fisher.safetensors; run `dvc repro` (stage fisher)")
         fisher = normalise_fisher(load_file(str(fisher_dir / "fisher.safetensors")))
     if "plain" not in bcwi.variants:
         raise stage.FlipgateError("bcwi.variants: must include plain (the other variants are compared with it)")
@@ -40,7 +43,7 @@ def main() -> None:
         bcwi.tolerance, bcwi.ci_level, get_device(base.device), base.eval_batch_size, base.max_length,
     )
     save_selected(result, labels, fisher, model_root / "bcwi", pred_root / "bcwi")
-    write_reports(result, "reports")
+    write_reports(result, run.reports)
 
 
 if __name__ == "__main__":

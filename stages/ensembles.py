@@ -1,12 +1,11 @@
 """Stage `ensembles`: old-new probability and logit ensembles from the predictions tables (no model runs),
 alpha (the weight on new) chosen on dev under the BCWI tolerance rule.
 
-Usage: python stages/ensembles.py PREDICTIONS_DIR
-Reads predictions/{old,new}; writes predictions/ensemble_{prob,logit}/ and reports/ensembles.json.
+Usage: python stages/ensembles.py [--run seeds/<seed> --seed <seed>]
+Reads the run's predictions/{old,new}; writes its predictions/ensemble_{prob,logit}/ and reports/ensembles.json.
 """
 
 import sys
-from pathlib import Path
 
 from flipgate import stage
 from flipgate.io import read_table, write_json, write_parquet
@@ -17,7 +16,7 @@ SPLITS = ("dev", "regression")
 
 
 def main() -> None:
-    root = Path(sys.argv[1])
+    root = stage.current().predictions
     p = load_section("ensembles")
     old, new = ({s: read_table(root / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new"))
     report = {"tolerance": p.tolerance, "ci_level": p.ci_level, "alphas": p.alphas}
@@ -26,7 +25,7 @@ def main() -> None:
         for split, table in res.tables.items():
             write_parquet(table, root / f"ensemble_{kind}" / f"{split}.parquet")
         report[kind] = {"alpha": res.alpha, "reason": res.reason, "metrics": res.metrics, "curve": res.curve}
-    write_json(report, "reports/ensembles.json")
+    write_json(report, stage.current().reports / "ensembles.json")
 
 
 if __name__ == "__main__":

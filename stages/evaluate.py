@@ -1,10 +1,10 @@
-"""Stage `evaluate`: metrics of every model against old -> reports/metrics.json (DVC metrics).
+"""Stage `evaluate`: metrics of every model against old -> the run's reports/metrics.json (DVC metrics).
 
-Usage: python stages/evaluate.py DATA_DIR PREDICTIONS_DIR [MODEL ...]   (default: every folder in PREDICTIONS_DIR)
+Usage: python stages/evaluate.py DATA_DIR [MODEL ...] [--run seeds/<seed> --seed <seed>]
+MODEL: folders of the run's predictions/ (default: every one); wall times: the run's reports/timings.
 """
 
 import sys
-from pathlib import Path
 
 from flipgate import stage
 from flipgate.data import update
@@ -14,12 +14,14 @@ from flipgate.report.show import results_table
 
 
 def main() -> None:
-    data_dir, root = sys.argv[1], Path(sys.argv[2])
-    names = sys.argv[3:] or sorted(p.name for p in root.iterdir() if p.is_dir())
+    data_dir, run = sys.argv[1], stage.current()
+    root = run.predictions
+    names = sys.argv[2:] or sorted(p.name for p in root.iterdir() if p.is_dir())
     labels, num_old = update.load_labels(data_dir)
     metrics = evaluate({n: root / n for n in names}, num_old_labels=num_old if num_old < len(labels) else None)
-    metrics["wall_time_s"] = wall_times()
-    write_json(metrics, "reports/metrics.json")
+    metrics["seed"] = run.seed
+    metrics["wall_time_s"] = wall_times(run.reports / "timings")
+    write_json(metrics, run.reports / "metrics.json")
     stage.log.info("results on the regression set:\n%s", results_table(metrics))
 
 

@@ -1,7 +1,8 @@
 """Stage `fisher`: the old model's diagonal Fisher information on D_old (for FisherBCWI).
 
-Usage: python stages/fisher.py DATA_DIR OLD_MODEL_DIR OUT_DIR
-Writes OUT_DIR/fisher.safetensors, or only OUT_DIR/off.json when bcwi.variants has no `fisher`.
+Usage: python stages/fisher.py DATA_DIR [--run seeds/<seed> --seed <seed>]
+Reads the run's models/old; writes its models/fisher/fisher.safetensors, or only models/fisher/off.json
+when bcwi.variants has no `fisher`.
 """
 
 import sys
@@ -18,17 +19,19 @@ from flipgate.params import load_section
 
 
 def main() -> None:
-    data_dir, old_dir, out = sys.argv[1:4]
+    data_dir = sys.argv[1]
+    run = stage.current()
+    old_dir, out = run.models / "old", run.models / "fisher"
     base, bcwi = load_section("base"), load_section("bcwi")
     with atomic_path(out) as tmp:
         tmp.mkdir()
         if "fisher" not in bcwi.variants:
             write_json({"fisher": "off", "why": "bcwi.variants has no fisher"}, tmp / "off.json")
             return
-        set_seed(base.seed)
+        set_seed(run.seed)
         d_old = update.load_split(data_dir, "old")
         if len(d_old) > bcwi.fisher_max_examples:
-            d_old = d_old.sample(n=bcwi.fisher_max_examples, random_state=base.seed)
+            d_old = d_old.sample(n=bcwi.fisher_max_examples, random_state=run.seed)
         model, tok = load_classifier(old_dir)
         fisher = diagonal_fisher(model, tok, d_old["text"].tolist(), d_old["label"].to_numpy(),
                                  get_device(base.device), base.max_length)

@@ -1,8 +1,8 @@
 """Stage `gated_fusion`: train Gated Fusion (old frozen, new from `gated_fusion.init`), save it as one folder,
 predict dev and the regression set live, with old dropped and with the old-logit cache.
 
-Usage: python stages/gated_fusion.py DATA_DIR MODELS_DIR PREDICTIONS_DIR
-Reads models/old, predictions/{old,new}, reports/train/new.json (new's training time); writes
+Usage: python stages/gated_fusion.py DATA_DIR [--run seeds/<seed> --seed <seed>]
+Reads the run's models/old, predictions/{old,new}, reports/train/new.json (new's training time); writes its
 models/gated_fusion, predictions/gated_fusion{,_dropped,_cache50,_cache75}/ and reports/gated_fusion.json.
 """
 
@@ -18,11 +18,10 @@ from flipgate.models.device import get_device
 from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
-NEW_TRAIN_REPORT = Path("reports/train/new.json")
-
-
 def main() -> None:
-    data_dir, model_root, pred_root = map(Path, sys.argv[1:4])
+    data_dir = Path(sys.argv[1])
+    run = stage.current()
+    model_root, pred_root, new_train_report = run.models, run.predictions, run.reports / "train" / "new.json"
     base, p = load_section("base"), load_section("gated_fusion")
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
@@ -34,22 +33,22 @@ def main() -> None:
     schedule = FusionSchedule(
         train=TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, warmup_ratio=p.warmup_ratio,
                           weight_decay=p.weight_decay, grad_clip=p.grad_clip, max_length=base.max_length,
-                          seed=base.seed),
+                          seed=run.seed),
         lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr, gate_epochs=p.gate_epochs,
         heldout_fraction=p.heldout_fraction, refit=p.refit,
     )
     gf, result = fit(str(model_root / "old"), init, labels, update.load_split(data_dir, "updated"), config,
                      schedule, get_device(base.device), base.max_length, base.eval_batch_size)
-    gf.save(model_root / "gated_fusion", {"role": "gated_fusion", "init": p.init, "seed": base.seed, "labels": labels})
-    outputs = predict_splits(gf, splits, old_tables, p.cache_fractions, base.seed)
+    gf.save(model_root / "gated_fusion", {"role": "gated_fusion", "init": p.init, "seed": run.seed, "labels": labels})
+    outputs = predict_splits(gf, splits, old_tables, p.cache_fractions, run.seed)
     written = write_outputs(outputs, pred_root)
-    new_seconds = read_json(NEW_TRAIN_REPORT).get("train_seconds") if NEW_TRAIN_REPORT.exists() else None
+    new_seconds = read_json(new_train_report).get("train_seconds") if new_train_report.exists() else None
     if new_seconds is None:
-        stage.log.warning("%s has no train_seconds: the training-time ratio is not reported", NEW_TRAIN_REPORT)
+        stage.log.warning("%s has no train_seconds: the training-time ratio is not reported", new_train_report)
     write_json({"variant": p.variant, "gate_inputs": config.inputs, "outputs": written,
                 "train": train_summary(result, new_seconds), **score_outputs(outputs, old_tables, new_tables),
                 "nearest_neighbour": "exact (torch.cdist); see flipgate.mitigation.cache for where it stops scaling"},
-               "reports/gated_fusion.json")
+               run.reports / "gated_fusion.json")
 
 
 if __name__ == "__main__":

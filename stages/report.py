@@ -1,7 +1,9 @@
 """Stage `report`: the report people read, rebuilt from predictions alone.
 
-Usage: python stages/report.py PREDICTIONS_DIR DATA_DIR
-Writes reports/report.md, reports/report.html (self-contained), reports/flips.parquet and reports/plots/.
+Usage: python stages/report.py DATA_DIR
+Reads every seed's run folder (seeds/<seed>/, params.yaml `seeds`; per-example parts from the first) and
+writes reports/report.md, reports/report.html (self-contained), reports/flips.parquet, reports/plots/ and,
+with several seeds, reports/seeds.json (mean +- std per model).
 """
 
 import sys
@@ -9,11 +11,13 @@ from pathlib import Path
 
 from flipgate import stage
 from flipgate.report.build import build_report
+from flipgate.report.cli import pipeline_runs
 
 
 def main() -> None:
-    predictions, data = map(Path, sys.argv[1:3])
-    build_report(predictions, data, "reports")
+    runs = pipeline_runs()
+    build_report(runs[0] / "predictions", Path(sys.argv[1]), "reports", runs=runs if len(runs) > 1 else [],
+                 context=[runs[0] / "reports", Path("reports")])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stage `soup`: SoupBCWI's soup, new models from k seeds (models/new is one) averaged into one.
 
-Usage: python stages/soup.py DATA_DIR OLD_MODEL_DIR NEW_MODEL_DIR OUT_DIR
-Writes the averaged model to OUT_DIR, or only OUT_DIR/off.json when bcwi.variants has no `soup`.
+Usage: python stages/soup.py DATA_DIR [--run seeds/<seed> --seed <seed>]
+Reads the run's models/{old,new}; writes the averaged model to its models/soup, or only models/soup/off.json
+when bcwi.variants has no `soup`. Members: new (the run's seed) and k - 1 more from seeds seed+1 ... seed+k-1.
 """
 
 import sys
@@ -17,7 +18,9 @@ from flipgate.params import load_section
 
 
 def main() -> None:
-    data_dir, old_dir, new_dir, out = sys.argv[1:5]
+    data_dir = sys.argv[1]
+    run = stage.current()
+    old_dir, new_dir, out = run.models / "old", run.models / "new", run.models / "soup"
     base, bcwi, hp = load_section("base"), load_section("bcwi"), load_section("train_new")
     if "soup" not in bcwi.variants:
         with atomic_path(out) as tmp:
@@ -30,7 +33,7 @@ def main() -> None:
     model, tok = load_classifier(new_dir, labels)
     members = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
     for i in range(1, bcwi.soup_k):
-        seed = base.seed + i
+        seed = run.seed + i
         set_seed(seed)
         member, tok = load_classifier(old_dir, labels)
         cfg = TrainConfig(epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
@@ -39,7 +42,7 @@ def main() -> None:
         train_classifier(member, tok, d_upd["text"].tolist(), d_upd["label"].to_numpy(), cfg, device)
         members.append({k: v.detach().cpu().clone() for k, v in member.state_dict().items()})
     model.load_state_dict(average(members))
-    save_classifier(model, tok, out, {"role": "soup", "k": bcwi.soup_k, "seeds": [base.seed + i for i in range(bcwi.soup_k)]})
+    save_classifier(model, tok, out, {"role": "soup", "k": bcwi.soup_k, "seeds": [run.seed + i for i in range(bcwi.soup_k)]})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Stages `train_old`, `train_target`, `train_new`: fine-tune one model role, then predict dev and D_reg.
 
-Usage: python stages/train.py ROLE DATA_DIR INIT MODEL_DIR PREDICTIONS_DIR
+Usage: python stages/train.py ROLE DATA_DIR [--run seeds/<seed> --seed <seed>]
   ROLE  old | target | new      (params: base + train_<ROLE>)
-  INIT  `base` (the pretrained base.model) or a model folder (new: models/old)
+old and target start from base.model, new from the run's models/old. Writes the run's models/<ROLE>,
+predictions/<ROLE> and reports/train/<ROLE>.json.
 With `old.source: registry`, train_old trains nothing: old is `models:/<promote.registered_name>@champion`.
 """
 
@@ -20,7 +21,9 @@ TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
 
 
 def main() -> None:
-    role, data_dir, init, model_dir, pred_dir = sys.argv[1:6]
+    role, data_dir = sys.argv[1:3]
+    run = stage.current()
+    model_dir, pred_dir, report = run.models / role, run.predictions / role, run.reports / "train" / f"{role}.json"
     base, hp = load_section("base"), load_section(f"train_{role}")
     labels, _ = update.load_labels(data_dir)
     eval_splits = {s: update.load_split(data_dir, s) for s in EVAL_SPLITS}
@@ -28,14 +31,14 @@ def main() -> None:
         trk = load_section("tracking")
         summary = from_registry(load_section("promote").registered_name, trk.uri, eval_splits, get_device(base.device),
                                 model_dir, pred_dir, base.eval_batch_size, base.max_length)
-        write_json(summary, f"reports/train/{role}.json")
+        write_json(summary, report)
         return
     cfg = TrainConfig(
         epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
-        weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=base.seed,
+        weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=run.seed,
     )
     summary = fine_tune(
-        init=base.model if init == "base" else init,
+        init=str(run.models / "old") if role == "new" else base.model,
         labels=labels,
         train_df=update.load_split(data_dir, TRAIN_SPLIT[role]),
         eval_splits=eval_splits,
@@ -44,14 +47,14 @@ def main() -> None:
         model_dir=model_dir,
         predictions_dir=pred_dir,
         eval_batch_size=base.eval_batch_size,
-        meta={"role": role, "seed": base.seed},
+        meta={"role": role, "seed": run.seed},
     )
-    write_json(summary, f"reports/train/{role}.json")
+    write_json(summary, report)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 6 or sys.argv[1] not in TRAIN_SPLIT:
+    if len(sys.argv) < 3 or sys.argv[1] not in TRAIN_SPLIT:
         sys.exit(__doc__)
-    role = sys.argv[1] if len(sys.argv) > 1 else "?"
+    role = sys.argv[1]
     stage.run(f"train_{role}", main, sections=("base", f"train_{role}"), metrics=(f"reports/train/{role}.json",),
               artifacts=(f"reports/train/{role}.json", f"predictions/{role}"))

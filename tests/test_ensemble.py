@@ -109,20 +109,28 @@ def test_tables_are_aligned_by_id_and_mismatches_are_named():
         ensemble("prob", {"regression": old_dev}, {"regression": new_dev}, [0.7])
 
 
-def test_stage_writes_tables_and_report(tmp_path):
+def test_stage_writes_tables_and_report_into_its_seed_run_folder(tmp_path):
     old_dev, new_dev = dev_case()
+    run_dir = tmp_path / "seeds" / "3"
     for split in ("dev", "regression"):
-        write_parquet(old_dev, tmp_path / "predictions" / "old" / f"{split}.parquet")
-        write_parquet(new_dev, tmp_path / "predictions" / "new" / f"{split}.parquet")
-    params = {"ensembles": {"alphas": [0.5, 0.9], "tolerance": 10}, "tracking": {"enabled": False}}
+        write_parquet(old_dev, run_dir / "predictions" / "old" / f"{split}.parquet")
+        write_parquet(new_dev, run_dir / "predictions" / "new" / f"{split}.parquet")
+    params = {"seeds": [3], "ensembles": {"alphas": [0.5, 0.9], "tolerance": 10}, "tracking": {"enabled": False}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    run = subprocess.run([sys.executable, str(ROOT / "stages" / "ensembles.py"), "predictions"], cwd=tmp_path,
-                         env=env, capture_output=True, text=True)
+    stage = [sys.executable, str(ROOT / "stages" / "ensembles.py")]
+    run = subprocess.run([*stage, "--run", "seeds/3", "--seed", "3"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    report = read_json(tmp_path / "reports" / "ensembles.json")
+    report = read_json(run_dir / "reports" / "ensembles.json")
     assert report["logit"]["alpha"] == 0.5 and report["prob"]["alpha"] in (0.5, 0.9)
     for kind in ("prob", "logit"):
-        t = read_table(tmp_path / "predictions" / f"ensemble_{kind}" / "regression.parquet")
+        t = read_table(run_dir / "predictions" / f"ensemble_{kind}" / "regression.parquet")
         assert list(t["id"]) == list(old_dev["id"])
         assert report[kind]["metrics"]["regression"]["fix_rate"] >= 0
+    timing = read_json(run_dir / "reports" / "timings" / "ensembles.json")
+    assert timing["seed"] == 3 and timing["wall_time_s"] >= 0
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "predictions").exists()
+
+    bad = subprocess.run([*stage, "--run", "seeds/4", "--seed", "four"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip() == "ensembles: error: --seed: expected an integer, got 'four'"
+    assert not (tmp_path / "seeds" / "4").exists()

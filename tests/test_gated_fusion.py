@@ -240,8 +240,7 @@ def project(old_dir, tmp_path_factory):
 
 def test_stage_writes_the_model_predictions_and_report(project):
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CI": "true"}
-    run = subprocess.run([sys.executable, str(ROOT / "stages" / "gated_fusion.py"), "data/update", "models",
-                          "predictions"], cwd=project, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(ROOT / "stages" / "gated_fusion.py"), "data/update"], cwd=project, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("gated_fusion", "gated_fusion_dropped", "gated_fusion_cache50", "gated_fusion_cache75"):
         for split in ("dev", "regression"):

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 TRAIN = {"epochs": 6, "lr": 3e-3, "batch_size": 16}
+RUN = Path("seeds/0")  # the first seed's run folder
 
 
 def sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -54,24 +55,26 @@ def test_repro_trains_evaluates_and_caches(repo):
     run = sh(["dvc", "repro"], tmp, env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("old", "target", "new"):
-        assert (tmp / "models" / name / "model.safetensors").exists()
-        assert (tmp / "predictions" / name / "regression.parquet").exists()
-    metrics = json.loads((tmp / "reports" / "metrics.json").read_text())
+        assert (tmp / RUN / "models" / name / "model.safetensors").exists()
+        assert (tmp / RUN / "predictions" / name / "regression.parquet").exists()
+    metrics = json.loads((tmp / RUN / "reports" / "metrics.json").read_text())
     reg = metrics["regression"]
     assert set(reg) >= {"old", "target", "new", "bcwi"}
     assert reg["old"]["nfr"] == 0.0 and reg["old"]["n"] == 80
     assert reg["new"]["accuracy"] > 0.6  # the toy task is learnable by a tiny BERT
     assert 0 <= reg["new"]["nfr"] <= 1 - reg["new"]["accuracy"]
-    assert set(metrics["wall_time_s"]) >= {"update", "validate", "train_old", "train_target", "train_new", "bcwi"}
+    assert metrics["seed"] == 0
+    assert set(metrics["wall_time_s"]) >= {"train_old", "train_target", "train_new", "bcwi", "gated_fusion"}
     assert json.loads((tmp / "reports" / "validation.json").read_text())["success"] is True
-    curve = json.loads((tmp / "reports" / "bcwi_curve.json").read_text())["rows"]
+    curve = json.loads((tmp / RUN / "reports" / "bcwi_curve.json").read_text())["rows"]
     assert {r["variant"] for r in curve} == {"plain", "fisher", "soup"}
-    assert json.loads((tmp / "models" / "soup" / "flipgate.json").read_text())["k"] == 2
+    assert json.loads((tmp / RUN / "models" / "soup" / "flipgate.json").read_text())["k"] == 2
     assert len([r for r in curve if r["variant"] == "plain"]) == 2 * 11 and {r["split"] for r in curve} == {"dev", "regression"}
     # alpha 0 and 1 reuse new's and old's predictions: the curve's endpoints are their figures
     end0 = next(r for r in curve if r["alpha"] == 0.0 and r["split"] == "regression" and r["variant"] == "plain")
     assert end0["nfr"] == reg["new"]["nfr"]
-    assert (tmp / "reports" / "bcwi_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp / RUN / "reports" / "bcwi_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Across seeds" not in (tmp / "reports" / "report.md").read_text()  # one seed: no mean +- std table
     chosen = json.loads((tmp / "candidate" / "candidate.json").read_text())
     assert chosen["candidate"] in {"new", "bcwi", "gated_fusion"} and not chosen["skipped"]
     gate = json.loads((tmp / "reports" / "gate.json").read_text())
@@ -87,7 +90,7 @@ def test_repro_trains_evaluates_and_caches(repo):
     partial = sh(["dvc", "repro"], tmp, env)
     assert partial.returncode == 0, partial.stderr[-3000:]
     ran = ran_stages(partial.stdout)
-    assert "train_new" in ran and not ran & {"update", "train_old", "train_target"}, ran
+    assert "train_new@0" in ran and not ran & {"update", "train_old@0", "train_target@0"}, ran
 
 
 def test_bad_param_fails_with_one_message_and_no_output(repo):
@@ -96,13 +99,13 @@ def test_bad_param_fails_with_one_message_and_no_output(repo):
     params["train_old"]["epoch"] = 3
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        run = sh([sys.executable, "stages/train.py", "old", "data/update", "base", "models/old_bad", "predictions/old_bad"], tmp, env)
+        run = sh([sys.executable, "stages/train.py", "old", "data/update", "--run", "bad", "--seed", "0"], tmp, env)
     finally:
         params["train_old"].pop("epoch")
         (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run.returncode != 0
     assert "train_old.epoch: Extra inputs are not permitted" in run.stderr
-    assert not (tmp / "models" / "old_bad").exists()
+    assert not (tmp / "bad").exists()
 
 
 def test_missing_file_names_the_param(repo):
@@ -132,8 +135,8 @@ def test_dvc_add_of_an_update_reruns_from_update_but_not_old(repo):
     run = sh(["dvc", "repro"], tmp, env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ran = ran_stages(run.stdout)
-    assert {"update", "validate", "train_target", "train_new", "bcwi", "gate"} <= ran, ran
-    assert "train_old" not in ran, "D_old did not change: old must not be retrained"
+    assert {"update", "validate", "train_target@0", "train_new@0", "bcwi@0", "gate"} <= ran, ran
+    assert "train_old@0" not in ran, "D_old did not change: old must not be retrained"
     updated = __import__("pandas").read_parquet(tmp / "data" / "update" / "updated.parquet")
     assert (updated["part"] == "new").sum() == 100  # 60 + 40: D_updated = D_old + every update file
 
@@ -147,18 +150,17 @@ def test_registry_champion_becomes_the_old_model(repo):
     params["old"]["source"] = "registry"
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     try:
-        run = sh([sys.executable, "stages/train.py", "old", "data/update", "base", "models/old_reg", "predictions/old_reg"],
-                 tmp, env)
+        run = sh([sys.executable, "stages/train.py", "old", "data/update", "--run", "reg", "--seed", "0"], tmp, env)
     finally:
         params["old"]["source"] = "train"
         (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run.returncode == 0, run.stderr[-3000:]
-    summary = json.loads((tmp / "reports" / "train" / "old.json").read_text())
+    summary = json.loads((tmp / "reg" / "reports" / "train" / "old.json").read_text())
     assert summary["init"] == "models:/flipgate-classifier@champion"
     assert summary["champion_version"] == promotion["champion_version"]
     import pandas as pd
 
-    fetched = pd.read_parquet(tmp / "predictions" / "old_reg" / "regression.parquet")
+    fetched = pd.read_parquet(tmp / "reg" / "predictions" / "old" / "regression.parquet")
     # The champion may be a model an earlier run made (since overwritten): compare with the predictions
     # promote logged with that version, which is what `flipgate gate models:/...` uses.
     from flipgate.gate.registry import download_predictions
@@ -177,12 +179,36 @@ def test_gate_cli_against_the_registry_champion(repo):
     env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     flipgate = str(Path(sys.executable).parent / "flipgate")
     run = sh([flipgate, "gate", "--baseline", "models:/flipgate-classifier@champion",
-              "--candidate", "predictions/target/regression.parquet", "--json", "gate_cli.json",
+              "--candidate", str(RUN / "predictions/target/regression.parquet"), "--json", "gate_cli.json",
               "--allow-identical"], tmp, env)  # tiny models on a toy task may agree everywhere
     assert run.returncode in (0, 1, 2), run.stdout + run.stderr
     decision = json.loads((tmp / "gate_cli.json").read_text())
     assert decision["verdict"] in {"pass", "reject", "inconclusive"}
     assert decision["counts"]["n"] == 80
     missing = sh([flipgate, "gate", "--baseline", "models:/flipgate-classifier@nope",
-                  "--candidate", "predictions/target/regression.parquet"], tmp, env)
+                  "--candidate", str(RUN / "predictions/target/regression.parquet")], tmp, env)
     assert missing.returncode == 3 and "no such registered model version" in missing.stderr
+
+
+def test_adding_a_seed_runs_only_that_seed_and_the_report(repo):
+    """`seeds: [0, 1]`: seed 1 gets its own run folder; seed 0's stages, select, gate and promote stay
+    cached; the report aggregates mean +- std over both seeds."""
+    tmp, env = repo
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    params["seeds"] = [0, 1]
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run = sh(["dvc", "repro"], tmp, env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ran = ran_stages(run.stdout)
+    per_seed = {"train_old", "train_target", "train_new", "fisher", "soup", "bcwi", "gated_fusion", "ensembles", "evaluate"}
+    assert ran == {f"{s}@1" for s in per_seed} | {"report"}, ran
+    m0, m1 = (json.loads((tmp / "seeds" / s / "reports" / "metrics.json").read_text()) for s in ("0", "1"))
+    assert m1["seed"] == 1 and m1["regression"]["old"]["n"] == 80
+    seeds = json.loads((tmp / "reports" / "seeds.json").read_text())
+    assert len(seeds["runs"]) == 2
+    acc = [m["regression"]["new"]["accuracy"] for m in (m0, m1)]
+    assert seeds["regression"]["new"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
+    assert seeds["regression"]["new"]["accuracy"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
+    assert "Across seeds (2 runs)" in (tmp / "reports" / "report.md").read_text()
+    show = sh([str(Path(sys.executable).parent / "flipgate"), "show"], tmp, env)
+    assert show.returncode == 0 and "mean ± std over 2 seeds" in show.stdout, show.stdout + show.stderr

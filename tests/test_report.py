@@ -198,3 +198,26 @@ def test_cli_report_bad_input_names_the_folder(project):
                           cwd=project, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3
     assert "nowhere: predictions folder not found" in proc.stderr
+
+
+def test_cli_report_with_no_flags_reads_the_pipeline_seed_folders(project, monkeypatch):
+    """In a project: params.yaml `seeds` names the run folders seeds/<seed>/; the first gives the
+    per-example parts (and its bcwi curve), reports/gate.json the verdict, all of them the mean +- std."""
+    from matplotlib.figure import Figure
+
+    from flipgate.cli import main
+
+    (project / "params.yaml").write_text("seeds: [5, 2]\n")
+    (project / "predictions").rename(project / "seeds_5_predictions")
+    (project / "seeds" / "5").mkdir(parents=True)
+    (project / "seeds_5_predictions").rename(project / "seeds" / "5" / "predictions")
+    write_metrics(project / "seeds" / "5" / "reports" / "metrics.json", 0.9, 0.04)
+    write_metrics(project / "seeds" / "2" / "reports" / "metrics.json", 0.8, 0.02)
+    Figure(figsize=(2, 2)).savefig(project / "seeds" / "5" / "reports" / "bcwi_curve.png")
+    monkeypatch.chdir(project)
+    assert main(["report"]) == 0
+    md = (project / "reports" / "report.md").read_text()
+    assert "(predictions in `seeds/5/predictions`)" in md
+    assert "Gate verdict for `bcwi`: REJECT." in md
+    assert "## Across seeds (2 runs)" in md and (project / "reports" / "plots" / "bcwi_curve.png").is_file()
+    assert re.search(r"^\| new \| 2 \| 85\.00 ± 7\.07 \| 3\.00 ± 1\.41 \|", md, re.M)

@@ -35,7 +35,7 @@ def project(tmp_path) -> Path:
     splits.mkdir(parents=True)
     for i, name in enumerate(("old", "new", "regression")):
         toy_frame(20 + 10 * i, seed=i, prefix=name).to_parquet(splits / f"{name}.parquet")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"base": {"seed": 3}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"seeds": [3], "base": {"max_length": 64}}))
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "metrics.json").write_text('{"nfr": 0.01}\n')
     return tmp_path
@@ -48,7 +48,7 @@ def children(client, parent_id: str) -> dict[str, object]:
 
 
 def test_stages_with_one_key_nest_under_one_parent(store, project):
-    with tracking.stage_run("update", {"base": Base(seed=3), "update": Update(n_old=10)}, uri=store,
+    with tracking.stage_run("update", {"seed": 3, "base": Base(max_length=64), "update": Update(n_old=10)}, uri=store,
                             root=project, key="pipeline-a") as update:
         update.log_metrics({"rows": 60, "by_split": {"old": 20, "new": 30}, "name": "skipped", "nan": float("nan")})
         update.log_artifact(project / "reports")
@@ -68,7 +68,8 @@ def test_stages_with_one_key_nest_under_one_parent(store, project):
 
     u = runs["update"]
     assert u.info.status == "FINISHED" and u.info.run_name == "update"
-    assert u.data.params["base.seed"] == "3" and u.data.params["update.n_old"] == "10"
+    assert u.data.params["seed"] == "3" and u.data.params["update.n_old"] == "10"
+    assert u.data.params["base.max_length"] == "64"
     assert u.data.params["base.model"] == "embedded"  # every field of a section, defaults included
     assert u.data.metrics == {"rows": 60.0, "by_split.old": 20.0, "by_split.new": 30.0}
     reg = toy_frame(40, seed=2, prefix="regression")
@@ -107,7 +108,9 @@ def test_pipeline_key_follows_commit_params_and_input_data(tmp_path, monkeypatch
 
     (tmp_path / "reg.jsonl").write_text((tmp_path / "reg.jsonl").read_text().replace("x", "y") + "\n")
     key_data = tracking.pipeline_key(tmp_path)  # the regression set changed, nothing else
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "base": {"seed": 1}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": [0, 1]}) + "# a comment\n")
+    assert tracking.pipeline_key(tmp_path) == key_data  # a seed added later nests under the same parent
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "base": {"max_length": 64}}))
     key_params = tracking.pipeline_key(tmp_path)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run([*git, "init", "-q"], check=True)

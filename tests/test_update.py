@@ -3,7 +3,7 @@ import pytest
 
 from flipgate.data import sources, update
 from flipgate.errors import FlipgateError
-from flipgate.params import load_section
+from flipgate.params import load_section, load_seeds
 
 from conftest import toy_frame
 
@@ -97,3 +97,15 @@ def test_params_refuse_unknown_keys(tmp_path):
     p.write_text("trian_old:\n  epochs: 3\n")
     with pytest.raises(FlipgateError, match=r"unknown section\(s\) \['trian_old'\]"):
         load_section("train_old", p)
+
+
+def test_seeds_default_order_and_bad_values(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("base: {}\n")
+    assert load_seeds(p) == [0]
+    p.write_text("seeds: [2, 0, 1]\n")
+    assert load_seeds(p) == [2, 0, 1]  # order kept: the first is the primary run
+    for bad in ("[]", "[1, 1]", "[-1]", "'0'", "[0.5]", "[true]"):
+        p.write_text(f"seeds: {bad}\n")
+        with pytest.raises(FlipgateError, match="seeds: expected a non-empty list of distinct non-negative integers"):
+            load_seeds(p)

@@ -13,7 +13,7 @@ from flipgate.errors import FlipgateError
 # name -> (module, help). Each module defines add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "gate": ("flipgate.gate.cli", "judge a candidate's predictions against a baseline's (exit 0 pass, 1 reject, 2 inconclusive, 3 bad input)"),
-    "show": ("flipgate.report.show", "print the results table from reports/metrics.json"),
+    "show": ("flipgate.report.show", "print the results table (and the mean ± std over seeds)"),
     "report": ("flipgate.report.cli", "rebuild reports/report.{md,html}, the flip ledger and plots from predictions"),
 }
 

@@ -31,7 +31,6 @@ class Section(BaseModel):
 
 
 class Base(Section):
-    seed: int = 0
     model: str = EMBEDDED  # "embedded" (all-MiniLM-L6-v2 from PyPI), an HF hub id or a local folder
     max_length: int = Field(128, gt=0)
     eval_batch_size: int = Field(64, gt=0)
@@ -69,7 +68,7 @@ class Data(Section):
 class Update(Section):
     """Sizes for pooled sources (embedded, hf); ignored for `files`, whose files are the splits."""
 
-    seed: int = 0  # the split's seed, apart from base.seed: seeds of a multi-seed run share one split
+    seed: int = 0  # the split's seed, apart from the training `seeds`: every seed's run shares one split
     n_old: int = Field(1000, gt=0)
     n_new: int = Field(500, gt=0)
     n_dev: int = Field(1000, gt=0)
@@ -221,10 +220,24 @@ def read_params(path: str | Path = "params.yaml") -> dict:
         raise FlipgateError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise FlipgateError(f"{path}: expected a mapping of sections at the top level")
-    unknown = sorted(set(raw) - set(SECTIONS))
+    unknown = sorted(set(raw) - set(SECTIONS) - {SEEDS})
     if unknown:
-        raise FlipgateError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+        raise FlipgateError(f"{path}: unknown section(s) {unknown}; known: {sorted([SEEDS, *SECTIONS])}")
     return raw
+
+
+SEEDS = "seeds"  # the top-level list of training seeds: one run folder seeds/<seed>/ each (dvc.yaml foreach)
+
+
+def load_seeds(path: str | Path = "params.yaml", raw: dict | None = None) -> list[int]:
+    """The training seeds, in order (the first is the primary run that select, gate and promote use)."""
+    raw = read_params(path) if raw is None else raw
+    seeds = raw.get(SEEDS, [0])
+    if (not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+            or len(set(seeds)) != len(seeds)):
+        raise FlipgateError(f"{path}: seeds: expected a non-empty list of distinct non-negative integers, e.g. [0, 1, 2]; "
+                            f"got {seeds!r}")
+    return seeds
 
 
 def load_section(name: str, path: str | Path = "params.yaml", raw: dict | None = None) -> Section:

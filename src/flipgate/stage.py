@@ -1,5 +1,9 @@
-"""What every stage script shares: logging set-up, one clear message on bad input, wall time, and the
-stage's nested MLflow run (params, metrics, artifacts)."""
+"""What every stage script shares: logging set-up, one clear message on bad input, wall time, the
+stage's nested MLflow run (params, metrics, artifacts) and, for the per-seed stages, the seed's run folder.
+
+A per-seed stage is called with `--run seeds/<seed> --seed <seed>` (dvc.yaml's foreach over `seeds`);
+it reads and writes models/, predictions/ and reports/ under that folder. Without the flags a stage
+uses the project root and the first of `seeds`, so a stage script run by hand behaves as one run."""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from flipgate.errors import FlipgateError
 from flipgate.io import read_json, write_json
 
-__all__ = ["FlipgateError", "run", "log"]
+__all__ = ["FlipgateError", "Run", "current", "run", "log"]
 
 # Set before stage scripts import transformers or mlflow (they import this module first).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -21,6 +26,64 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load weight report in stage logs
 
 log = logging.getLogger("flipgate.stage")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One seed's run folder: <root>/models, <root>/predictions, <root>/reports."""
+
+    root: Path
+    seed: int
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+
+_current: Run | None = None
+
+
+def current() -> Run:
+    """The run this stage works in (set by run() from --run/--seed; defaults: "." and the first seed)."""
+    global _current
+    if _current is None:
+        from flipgate.params import load_seeds
+
+        _current = Run(Path("."), load_seeds()[0])
+    return _current
+
+
+def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None, bool]:
+    """Remove --run DIR and --seed N from argv; return (argv, run or None, whether --seed was given)."""
+    rest, values = [], {}
+    it = iter(argv)
+    for arg in it:
+        if arg in ("--run", "--seed"):
+            value = next(it, None)
+            if value is None:
+                raise FlipgateError(f"{arg}: expects a value (--run seeds/<seed> --seed <seed>)")
+            values[arg] = value
+        else:
+            rest.append(arg)
+    if not values:
+        return rest, None, False
+    try:
+        seed = int(values["--seed"]) if "--seed" in values else None
+    except ValueError:
+        raise FlipgateError(f"--seed: expected an integer, got {values['--seed']!r}") from None
+    if seed is None:
+        from flipgate.params import load_seeds
+
+        seed = load_seeds()[0]
+    return rest, Run(Path(values.get("--run", ".")), seed), "--seed" in values
 
 
 def _configure() -> None:
@@ -35,28 +98,34 @@ def run(
     sections: Sequence[str] = ("base",),
     metrics: Sequence[str] = (),
     artifacts: Sequence[str] = (),
-    timings_dir: str | Path = "reports/timings",
     track: bool = True,
 ) -> None:
-    """Run a stage's main(), write its wall time to reports/timings/<name>.json, then log the stage to
-    MLflow: `sections` of params.yaml as params, the numeric leaves of the `metrics` JSON files as
-    metrics, and `artifacts` (files or folders). On FlipgateError print one line and exit 1; outputs are
-    written atomically, so nothing half-written stays behind."""
+    """Run a stage's main(), write its wall time to <run>/reports/timings/<name>.json, then log the
+    stage to MLflow: `sections` of params.yaml as params, the numeric leaves of the `metrics` JSON files
+    as metrics, and `artifacts` (files or folders); both are paths inside the run folder. On
+    FlipgateError print one line and exit 1; outputs are written atomically, so nothing half-written
+    stays behind."""
+    global _current
     _configure()
     start = time.perf_counter()
     try:
+        sys.argv, given, seeded = _take_run_options(sys.argv)
+        if given is not None:
+            _current = given
+        here = current()
         main()
         seconds = time.perf_counter() - start
-        timing = Path(timings_dir) / f"{name}.json"
-        write_json({"stage": name, "wall_time_s": round(seconds, 2)}, timing)
-        log.info("%s done in %.1f s", name, seconds)
+        timing = here.reports / "timings" / f"{name}.json"
+        write_json({"stage": name, "seed": here.seed, "wall_time_s": round(seconds, 2)}, timing)
+        log.info("%s done in %.1f s", f"{name}@{here.seed}" if seeded else name, seconds)
         if track:  # a stage that opens its own MLflow run (promote) passes track=False
-            _track(name, sections, [*metrics, str(timing)], artifacts)
+            _track(f"{name}@{here.seed}" if seeded else name, here.seed, sections,
+                   [*(str(here.root / m) for m in metrics), str(timing)], [str(here.root / a) for a in artifacts])
     except FlipgateError as exc:
         sys.exit(f"{name}: error: {exc}")
 
 
-def _track(name: str, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str]) -> None:
+def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str]) -> None:
     from flipgate.params import load_section
 
     trk = load_section("tracking")
@@ -64,7 +133,7 @@ def _track(name: str, sections: Sequence[str], metrics: Sequence[str], artifacts
         return
     from flipgate import tracking  # mlflow is imported only here
 
-    params = {s: load_section(s) for s in sections}
+    params = {"seed": seed, **{s: load_section(s) for s in sections}}
     with tracking.stage_run(name, params, uri=trk.uri, experiment=trk.experiment) as mlrun:
         for path in metrics:
             if Path(path).exists():

@@ -10,7 +10,8 @@ Stages are separate processes started by `dvc repro`, so they cannot hand each o
 Each stage finds-or-creates the parent run by the tag `flipgate.pipeline_key`, a hash of what fixes a
 pipeline run before it starts (`pipeline_key`):
 - the git HEAD commit and the uncommitted diff of src/, stages/ and dvc.yaml,
-- the bytes of params.yaml,
+- the values of params.yaml except `seeds` (so a seed added later nests under the same parent; every
+  per-seed stage's run is named `<stage>@<seed>` and has the param `seed`),
 - the content of the local data files that `data.files` names (D_old, D_new, dev and the regression
   set; embedded and HF sources are fixed by params.yaml already).
 Outputs written during the run (data/update/*.parquet, dvc.lock) are deliberately left out: the first
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -33,6 +35,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported: never phone home
 if not sys.stderr.isatty():  # progress bars only for people at a terminal
@@ -149,12 +153,24 @@ def pipeline_key(root: str | Path = ".", params_file: str = "params.yaml") -> st
         h.update((_git("diff", "HEAD", "--", "src", "stages", "dvc.yaml", cwd=root) or "").encode())
     params_path = root / params_file
     if params_path.exists():
-        h.update(params_path.read_bytes())
+        h.update(_params_fingerprint(params_path))
         for path in _data_files(params_path):
             path = path if path.is_absolute() else root / path
             if path.exists():  # a missing input fails its stage with a clearer message than ours
                 _hash_path(h, path)
     return h.hexdigest()[:16]
+
+
+def _params_fingerprint(path: Path) -> bytes:
+    """params.yaml's values without `seeds`: every seed of one pipeline shares its parent run (and
+    comments or key order do not start a new one)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return path.read_bytes()  # the stage that reads it reports the error
+    if isinstance(raw, dict):
+        raw.pop("seeds", None)
+    return json.dumps(raw, sort_keys=True, default=str).encode()
 
 
 def dataset_fingerprint(path: str | Path) -> dict[str, str | int]:

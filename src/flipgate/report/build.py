@@ -44,9 +44,16 @@ class Inputs:
     metrics: dict  # evaluate()'s output: {"dev": {model: row}, "regression": {...}}
     ledger: pd.DataFrame
     candidate: str | None
-    context: Path  # the pipeline's reports folder these predictions belong to (gate.json, ...); only read
+    context: tuple[Path, ...]  # the pipeline's reports folders these predictions belong to; only read
     level: float = 0.95
     runs: list[dict] = field(default_factory=list)
+
+    def locate(self, name: str) -> Path:
+        """The first context folder's `name` that exists (else the first folder's, for messages)."""
+        for folder in self.context:
+            if (folder / name).is_file():
+                return folder / name
+        return self.context[0] / name
 
 
 def _model_key(name: str) -> tuple[int, str]:
@@ -80,10 +87,10 @@ def read_labels(data_dir: Path) -> list[str]:
     return [str(n) for n in meta["labels"]]
 
 
-def find_candidate(reports: Path, models: dict[str, Path]) -> str | None:
+def find_candidate(reports: Path | tuple[Path, ...], models: dict[str, Path]) -> str | None:
     """The selected candidate: gate.json's, else select.json's; None when neither names a present model."""
-    for name in ("gate.json", "select.json"):
-        path = reports / name
+    folders = (reports,) if isinstance(reports, Path) else reports
+    for path in (folder / name for name in ("gate.json", "select.json") for folder in folders):
         if path.is_file():
             chosen = read_json(path).get("candidate")
             if chosen in models:
@@ -174,7 +181,7 @@ def make_plots(inputs: Inputs) -> dict[str, bytes]:
         off = int(m.sum() - np.trace(m))
         pngs[f"flip_matrix_{model}.png"] = flip_matrix_png(
             m, inputs.names, f"old vs {model} on the regression set ({off} changed predictions)", model)
-    curve = inputs.context / "bcwi_curve.png"  # the bcwi stage's plot, copied so every PNG sits in plots/
+    curve = inputs.locate("bcwi_curve.png")  # the bcwi stage's plot, copied so every PNG sits in plots/
     if curve.is_file():
         pngs["bcwi_curve.png"] = curve.read_bytes()
     if _focus(inputs):
@@ -191,9 +198,9 @@ def _overview(inputs: Inputs) -> Section:
         f"Regression set: {n:,} examples, {len(inputs.names)} classes. Models: {models} (predictions in "
         f"`{inputs.models[BASELINE].parent}`). Every model is compared with `old`, the model in production.",
         f"Selected candidate: `{inputs.candidate}`." if inputs.candidate else
-        f"No selected candidate in {inputs.context}/gate.json or select.json; the plots show `new`.",
+        f"No selected candidate in {inputs.context[0]}/gate.json or select.json; the plots show `new`.",
     ]
-    gate = _read_optional(inputs.context / "gate.json")
+    gate = _read_optional(inputs.locate("gate.json"))
     if gate:
         verdict = str(gate.get("verdict", "?")).upper()
         blocks.append(f"Gate verdict for `{gate.get('candidate', 'the candidate')}`: {verdict}.")
@@ -201,7 +208,7 @@ def _overview(inputs: Inputs) -> Section:
                   for c in gate.get("checks") or []]
         if checks:
             blocks.append(Table(["check", "verdict", "observed", "op", "threshold"], checks, left_columns=2))
-    times = (_read_optional(inputs.context / "metrics.json") or {}).get("wall_time_s")
+    times = (_read_optional(inputs.locate("metrics.json")) or {}).get("wall_time_s")
     if times:
         blocks.append("Wall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
                       + f"; total {sum(times.values()):.0f} s.")
@@ -248,10 +255,10 @@ def _seeds(inputs: Inputs) -> Section:
 def _bcwi(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
     png = pngs.get("bcwi_curve.png")
     if not png:
-        return Section("BCWI alpha curve", [f"No {inputs.context / 'bcwi_curve.png'}: run the bcwi stage to draw it."])
+        return Section("BCWI alpha curve", [f"No {inputs.locate('bcwi_curve.png')}: run the bcwi stage to draw it."])
     blocks: list[Block] = [Image("plots/bcwi_curve.png", png, "BCWI alpha curve"),
                            "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."]
-    summary = inputs.context / "bcwi.json"
+    summary = inputs.locate("bcwi.json")
     if summary.exists():
         b = read_json(summary)
         sel = b["selected"]
@@ -311,14 +318,17 @@ def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
 
 def build_report(predictions: str | Path, data: str | Path, reports: str | Path, runs: list[str | Path] = (),
                  candidate: str | None = None, top: int = 20, level: float = 0.95,
-                 context: str | Path | None = None) -> dict[str, Path]:
+                 context: str | Path | list[str | Path] | None = None) -> dict[str, Path]:
     """Read, compute and write everything into `reports`; returns the paths written.
 
-    `context` is the pipeline's reports folder the predictions belong to (default: `reports` itself).
+    `context`: the pipeline's reports folder(s) the predictions belong to, searched in order for
+    gate.json, select.json, metrics.json, bcwi.json and bcwi_curve.png (default: `reports` itself).
     Raises FlipgateError on bad input.
     """
     reports = Path(reports)
-    context = reports if context is None else Path(context)
+    if context is None:
+        context = [reports]
+    context = tuple(Path(c) for c in ([context] if isinstance(context, (str, Path)) else context))
     models = discover_models(Path(predictions))
     names = read_labels(Path(data))
     ledger = flip_ledger(models, read_regression(Path(data)), BASELINE)

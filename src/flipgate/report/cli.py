@@ -1,19 +1,23 @@
 """`flipgate report`: rebuild report.{md,html}, flips.parquet and plots/ from predictions alone (no model
-runs; torch is never imported). With --runs, also the mean +- std table over several seeds' run folders
-(or their metrics.json files); the per-example parts then come from the first run folder that holds
-predictions/, unless --predictions is given."""
+runs; torch is never imported). With no flags, inside a flipgate project: the pipeline's runs
+(seeds/<seed>/ for each of params.yaml's `seeds`; per-example parts from the first), as the report stage
+does. With --runs, the mean +- std table over those run folders (or their metrics.json files); the
+per-example parts then come from the first run folder that holds predictions/, unless --predictions is given."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-DEFAULT_PREDICTIONS, DEFAULT_DATA = Path("predictions"), Path("data/update")
+from flipgate.errors import FlipgateError
+
+DEFAULT_PREDICTIONS, DEFAULT_DATA, SEEDS_DIR = Path("predictions"), Path("data/update"), Path("seeds")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
-    p.add_argument("--predictions", type=Path, help="folder of <model>/{dev,regression}.parquet (default: predictions)")
+    p.add_argument("--predictions", type=Path, help="folder of <model>/{dev,regression}.parquet "
+                                                     "(default: the first seed's, seeds/<seed>/predictions)")
     p.add_argument("--data", type=Path, help="the update stage's folder with labels.json and regression.parquet "
                                               "(default: data/update)")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="where the report is written (default: reports)")
@@ -24,20 +28,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ci-level", type=float, default=0.95, help="level of the NFR intervals (default 0.95)")
 
 
-def sources(args: argparse.Namespace) -> tuple[Path, Path, Path]:
-    """(predictions, data, context): the flags; with --runs and no --predictions, the first run folder
-    holding predictions/ supplies all three (its reports/ is the context: gate.json, bcwi_curve.png...)."""
+def pipeline_runs(params: str | Path = "params.yaml", root: Path = SEEDS_DIR) -> list[Path]:
+    """The pipeline's run folders, one per seed of params.yaml (the first is the primary run)."""
+    from flipgate.params import load_seeds
+
+    return [root / str(seed) for seed in load_seeds(params)]
+
+
+def sources(args: argparse.Namespace) -> tuple[Path, Path, list[Path], list[Path]]:
+    """(predictions, data, runs, context folders) from the flags; see the module docstring."""
+    runs = list(args.runs)
+    if not runs and args.predictions is None and Path("params.yaml").is_file():
+        runs = pipeline_runs()
+        if not (runs[0] / "predictions").is_dir():
+            raise FlipgateError(f"{runs[0] / 'predictions'}: not found; run `dvc repro` first, or pass --predictions")
     if args.predictions is None:
-        for run in args.runs:
+        for run in runs:
             if (run / "predictions").is_dir():
-                return run / "predictions", args.data or run / DEFAULT_DATA, run / "reports"
-    return args.predictions or DEFAULT_PREDICTIONS, args.data or DEFAULT_DATA, args.reports
+                data = args.data or (run / DEFAULT_DATA if (run / DEFAULT_DATA).is_dir() else DEFAULT_DATA)
+                return run / "predictions", data, runs if len(runs) > 1 else [], [run / "reports", args.reports]
+    return args.predictions or DEFAULT_PREDICTIONS, args.data or DEFAULT_DATA, runs, [args.reports]
 
 
 def run(args: argparse.Namespace) -> int:
     from flipgate.report.build import build_report
 
-    predictions, data, context = sources(args)
-    build_report(predictions, data, args.reports, runs=args.runs, candidate=args.candidate, top=args.top,
+    predictions, data, runs, context = sources(args)
+    build_report(predictions, data, args.reports, runs=runs, candidate=args.candidate, top=args.top,
                  level=args.ci_level, context=context)  # logs the paths it wrote
     return 0

@@ -40,7 +40,7 @@ def _md_cell(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
 
 
-def _md_table(t: Table) -> str:
+def markdown_table(t: Table) -> str:
     align = ["---" if i < t.left_columns else "---:" for i in range(len(t.header))]
     lines = ["| " + " | ".join(_md_cell(h) for h in t.header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
@@ -53,7 +53,7 @@ def to_markdown(doc: Document) -> str:
         parts.append(f"## {section.title}")
         for block in section.blocks:
             if isinstance(block, Table):
-                parts.append(_md_table(block))
+                parts.append(markdown_table(block))
             elif isinstance(block, Image):
                 parts.append(f"![{_md_cell(block.alt)}]({block.path})")
             else:

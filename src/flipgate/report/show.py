@@ -1,8 +1,10 @@
-"""`flipgate show`: the results table from reports/metrics.json."""
+"""`flipgate show`: the results table of the first seed's run (seeds/<seed>/reports/metrics.json) and,
+with several seeds, the mean +- std table of reports/seeds.json (the report stage's)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from flipgate.io import read_json
 
@@ -27,14 +29,27 @@ def results_table(metrics: dict, split: str = "regression") -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics", default="reports/metrics.json", help="metrics file written by the evaluate stage")
+    p.add_argument("--metrics", type=Path, help="metrics file written by the evaluate stage "
+                                                "(default: the first seed's, seeds/<seed>/reports/metrics.json)")
+    p.add_argument("--seeds", type=Path, default=Path("reports/seeds.json"),
+                   help="mean +- std over seeds, written by the report stage (default: reports/seeds.json)")
     p.add_argument("--split", default="regression", choices=["regression", "dev"])
 
 
 def run(args: argparse.Namespace) -> int:
-    metrics = read_json(args.metrics)
+    from flipgate.report.cli import pipeline_runs
+
+    path = args.metrics or pipeline_runs()[0] / "reports" / "metrics.json"
+    metrics = read_json(path)
+    print(f"{path}:")
     print(results_table(metrics, args.split))
     times = metrics.get("wall_time_s")
     if times:
         print("\nwall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
+    if args.metrics is None and args.split == "regression" and args.seeds.is_file():
+        from flipgate.report.build import seeds_table
+        from flipgate.report.document import markdown_table
+
+        agg = read_json(args.seeds)
+        print(f"\n{args.seeds}: mean ± std over {len(agg['runs'])} seeds\n" + markdown_table(seeds_table(agg["regression"])))
     return 0
