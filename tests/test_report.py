@@ -221,3 +221,17 @@ def test_cli_report_with_no_flags_reads_the_pipeline_seed_folders(project, monke
     assert "Gate verdict for `bcwi`: REJECT." in md
     assert "## Across seeds (2 runs)" in md and (project / "reports" / "plots" / "bcwi_curve.png").is_file()
     assert re.search(r"^\| new \| 2 \| 85\.00 ± 7\.07 \| 3\.00 ± 1\.41 \|", md, re.M)
+
+
+def test_report_splits_old_and_added_classes(project):
+    """num_old_labels 2: classes 0 and 1 are old's (6 examples), class 2 was added (2 examples)."""
+    (project / "data" / "update" / "labels.json").write_text(json.dumps({"labels": NAMES, "num_old_labels": 2}))
+    paths = build_report(project / "predictions", project / "data" / "update", project / "reports")
+    md = paths["markdown"].read_text()
+    part = md[md.index("## Old and added classes"):]
+    assert "Examples of the classes old knew (6):" in part and "Examples of the added classes (2):" in part
+    old_part = part[:part.index("Examples of the added classes")]
+    # new on old's classes: old right on r0, r1, r3, r6; new wrong on r1 only -> NFR 1/6
+    assert re.search(r"^\| new \| 66\.67 \| 16\.67 \[", old_part, re.M), old_part
+    added = part[part.index("Examples of the added classes"):]
+    assert re.search(r"^\| target \| 100\.00 \| 0\.00 \[", added, re.M), added

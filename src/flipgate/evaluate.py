@@ -14,6 +14,8 @@ from flipgate.metrics.flips import fix_and_new_fault, flip_counts
 log = logging.getLogger(__name__)
 
 SPLITS = ("dev", "regression")
+# The regression set's parts when the update added classes: gold label known to old, or added.
+PARTS = {"regression_old_labels": lambda label, k: label < k, "regression_new_labels": lambda label, k: label >= k}
 
 
 def align(old: pd.DataFrame, cand: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -33,8 +35,10 @@ def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str =
     """Metrics per split and model against `baseline`; mitigations also get fix/new-fault rates
     against `reference` (the untreated new model) when its predictions are present.
 
-    With `num_old_labels` (an update that added classes), `regression_old_labels` repeats the regression
-    figures on the examples whose gold label old knew (label id < num_old_labels)."""
+    With `num_old_labels` (an update that added classes) the regression set splits into two parts:
+    `regression_old_labels` repeats the figures on the examples whose gold label old knew (label id <
+    num_old_labels), `regression_new_labels` on those of the added classes (old is never right there, so
+    NFR is 0 by construction; accuracy says how well the added classes were learnt)."""
     if baseline not in pred_dirs:
         raise FlipgateError(f"evaluate: no predictions for the baseline model {baseline!r}")
     out: dict = {}
@@ -42,8 +46,10 @@ def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str =
         tables = {name: read_table(d / f"{split}.parquet") for name, d in pred_dirs.items()}
         out[split] = _split_metrics(tables, baseline, reference, split)
         if split == "regression" and num_old_labels is not None:
-            known = {n: t[t["label"] < num_old_labels].reset_index(drop=True) for n, t in tables.items()}
-            out["regression_old_labels"] = _split_metrics(known, baseline, reference, split)
+            for part, keep in PARTS.items():
+                rows = {n: t[keep(t["label"], num_old_labels)].reset_index(drop=True) for n, t in tables.items()}
+                if len(rows[baseline]):
+                    out[part] = _split_metrics(rows, baseline, reference, split)
     return out
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
-from flipgate.evaluate import evaluate
+from flipgate.evaluate import PARTS, evaluate
 from flipgate.io import atomic_path, read_json, write_json, write_parquet
 from flipgate.metrics.flips import per_class_nfr
 from flipgate.metrics.intervals import mcnemar_exact, wilson
@@ -79,12 +79,15 @@ def discover_models(pred_root: Path) -> dict[str, Path]:
     return dict(sorted(found.items(), key=lambda kv: _model_key(kv[0])))
 
 
-def read_labels(data_dir: Path) -> list[str]:
+def read_labels(data_dir: Path) -> tuple[list[str], int | None]:
+    """(label names in id order, how many old knew, or None when the update added no class)."""
     path = Path(data_dir) / "labels.json"
     meta = read_json(path)
     if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list):
         raise FlipgateError(f"{path}: expected {{\"labels\": [names in id order], ...}}; rerun the update stage")
-    return [str(n) for n in meta["labels"]]
+    names = [str(n) for n in meta["labels"]]
+    num_old = meta.get("num_old_labels")
+    return names, (int(num_old) if isinstance(num_old, int) and 0 < num_old < len(names) else None)
 
 
 def find_candidate(reports: Path | tuple[Path, ...], models: dict[str, Path]) -> str | None:
@@ -243,6 +246,23 @@ def _comparison(inputs: Inputs) -> Section:
     ])
 
 
+def _parts(inputs: Inputs) -> Section | None:
+    """The update added classes: the regression set's examples of old's classes and of the added ones."""
+    if "regression_old_labels" not in inputs.metrics:
+        return None
+    blocks: list[Block] = []
+    for part, what in (("regression_old_labels", "classes old knew"), ("regression_new_labels", "added classes")):
+        rows = inputs.metrics.get(part)
+        if rows:
+            n = next(iter(rows.values()))["n"]
+            blocks += [f"Examples of the {what} ({n:,}):", comparison_table(rows, inputs.level)]
+            if inputs.runs and all(part in run for run in inputs.runs):
+                blocks += [f"Mean ± std over {len(inputs.runs)} seeds:", seeds_table(aggregate.aggregate(inputs.runs, part))]
+    blocks.append("Old's head has no output for an added class, so NFR there is 0 by construction; accuracy "
+                  "says how well the added classes were learnt.")
+    return Section("Old and added classes", blocks)
+
+
 def _seeds(inputs: Inputs) -> Section:
     agg = aggregate.aggregate(inputs.runs)
     blocks: list[Block] = [seeds_table(agg), f"Mean ± sample std over {len(inputs.runs)} run(s) (std 0 for one seed)."]
@@ -311,7 +331,8 @@ def _files(inputs: Inputs) -> Section:
 
 
 def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
-    sections = [_overview(inputs), *([_seeds(inputs)] if inputs.runs else []), _comparison(inputs)]
+    parts = _parts(inputs)
+    sections = [_overview(inputs), *([_seeds(inputs)] if inputs.runs else []), _comparison(inputs), *([parts] if parts else [])]
     sections += [_bcwi(inputs, pngs), *_flips(inputs, pngs, top), _files(inputs)]
     return Document("flipgate report", sections)
 
@@ -330,14 +351,14 @@ def build_report(predictions: str | Path, data: str | Path, reports: str | Path,
         context = [reports]
     context = tuple(Path(c) for c in ([context] if isinstance(context, (str, Path)) else context))
     models = discover_models(Path(predictions))
-    names = read_labels(Path(data))
+    names, num_old = read_labels(Path(data))
     ledger = flip_ledger(models, read_regression(Path(data)), BASELINE)
     seen = [ledger[c].to_numpy(dtype=np.int64).max(initial=-1) for c in ("label", "old_pred", "pred")]
     k = max(len(names), *(int(s) + 1 for s in seen))
     names += [str(c) for c in range(len(names), k)]  # ids past labels.json still get a (numeric) name
     if candidate is not None and candidate not in models:
         raise FlipgateError(f"--candidate {candidate!r}: no {predictions}/{candidate}/ folder; present: {list(models)}")
-    inputs = Inputs(models=models, names=names, metrics=evaluate(models, BASELINE, REFERENCE), ledger=ledger,
+    inputs = Inputs(models=models, names=names, metrics=evaluate(models, BASELINE, REFERENCE, num_old), ledger=ledger,
                     candidate=candidate or find_candidate(context, models), context=context, level=level,
                     runs=aggregate.load_runs(list(runs)) if runs else [])
     pngs = make_plots(inputs)
@@ -358,7 +379,8 @@ def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Pa
             tmp.write_text(text, encoding="utf-8")
     if inputs.runs:
         paths["seeds"] = out / "seeds.json"
-        write_json({"runs": [run["path"] for run in inputs.runs], "regression": aggregate.aggregate(inputs.runs)},
-                   paths["seeds"])
+        parts = [p for p in PARTS if all(p in run for run in inputs.runs)]
+        write_json({"runs": [run["path"] for run in inputs.runs], "regression": aggregate.aggregate(inputs.runs),
+                    **{p: aggregate.aggregate(inputs.runs, p) for p in parts}}, paths["seeds"])
     log.info("report written: %s", ", ".join(str(p) for p in paths.values()))
     return paths
