@@ -1,4 +1,4 @@
-"""Shared fixtures: a toy sentiment task and tiny BERTs built from a config (no downloads)."""
+"""Shared fixtures: a toy sentiment task, tiny BERTs built from a config (no downloads), an MLflow store."""
 
 from __future__ import annotations
 
@@ -69,3 +69,24 @@ def tiny_bert(tmp_path_factory) -> Path:
 def tiny_bert_wide(tmp_path_factory) -> Path:
     """A different architecture (hidden 48, 3 layers) for model-upgrade tests."""
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-wide"), hidden=48, layers=3)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One migrated sqlite MLflow store per test module (migration costs seconds), with a pristine copy
+    of the migrated db beside it (pristine.db) for tests that need an empty store."""
+    import shutil
+
+    import mlflow
+
+    from flipgate import tracking
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("FLIPGATE_PIPELINE_KEY", raising=False)
+        uri = f"sqlite:///{folder}/mlflow.db"
+        tracking.connect(uri).search_experiments()  # migrates the schema
+        shutil.copy(folder / "mlflow.db", folder / "pristine.db")
+        yield uri
+        mlflow.set_tracking_uri(None)  # MLflow exported the URI to os.environ; later tests must not inherit it

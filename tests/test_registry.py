@@ -34,19 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the movie was good", "an awful boring plot", "quite a film", "", "superb acting and a lovely story"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One migrated sqlite store for the module (migration costs seconds); also kept as a pristine copy."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("FLIPGATE_PIPELINE_KEY", raising=False)
-        uri = f"sqlite:///{folder}/mlflow.db"
-        tracking.connect(uri).search_experiments()  # migrates the schema
-        shutil.copy(folder / "mlflow.db", folder / "pristine.db")
-        yield uri
-        mlflow.set_tracking_uri(None)  # MLflow exported the URI to os.environ; later tests must not inherit it
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:

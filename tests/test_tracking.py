@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import mlflow
 import pytest
 import yaml
 from conftest import toy_frame
@@ -14,18 +13,6 @@ from flipgate import tracking
 from flipgate.io import frame_hash
 from flipgate.params import Base, Tracking, Update, load_section
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """One migrated sqlite store for the module (migration costs seconds)."""
-    folder = tmp_path_factory.mktemp("mlflow")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("FLIPGATE_PIPELINE_KEY", raising=False)
-        uri = f"sqlite:///{folder}/mlflow.db"
-        tracking.connect(uri).search_experiments()
-        yield uri
-        mlflow.set_tracking_uri(None)  # MLflow exported the URI to os.environ; later tests must not inherit it
 
 
 @pytest.fixture
