@@ -35,4 +35,6 @@ lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > requirements.lock
 
 clean:
-	rm -rf data seeds candidate reports/*.json reports/*.png reports/*.md reports/plots reports/flips.parquet mlflow.db mlartifacts
+	# every pipeline output; benchmark results (reports/bench_*) stay
+	rm -rf data seeds candidate mlflow.db mlartifacts reports/plots reports/timings
+	find reports -maxdepth 1 -type f ! -name "bench_*" -delete

@@ -24,6 +24,8 @@ __all__ = ["FlipgateError", "Run", "current", "run", "log"]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no per-load weight report in stage logs
+if not sys.stderr.isatty():  # logs, not a terminal: no "Loading weights" bars (training has its own rule)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 log = logging.getLogger("flipgate.stage")
 
