@@ -11,13 +11,12 @@ from pathlib import Path
 
 from flipgate import stage
 from flipgate.report.build import build_report
-from flipgate.report.cli import pipeline_runs
+from flipgate.report.cli import pipeline_sources
 
 
 def main() -> None:
-    runs = pipeline_runs()
-    build_report(runs[0] / "predictions", Path(sys.argv[1]), "reports", runs=runs if len(runs) > 1 else [],
-                 context=[runs[0] / "reports", Path("reports")])
+    predictions, runs, context = pipeline_sources()
+    build_report(predictions, Path(sys.argv[1]), "reports", runs=runs, context=context)
 
 
 if __name__ == "__main__":

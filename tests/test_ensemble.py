@@ -132,5 +132,9 @@ def test_stage_writes_tables_and_report_into_its_seed_run_folder(tmp_path):
     assert not (tmp_path / "reports").exists() and not (tmp_path / "predictions").exists()
 
     bad = subprocess.run([*stage, "--run", "seeds/4", "--seed", "four"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert bad.returncode == 1 and bad.stderr.strip() == "ensembles: error: --seed: expected an integer, got 'four'"
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "ensembles: error: argument --seed: invalid int value: 'four' (per-seed stages take --run seeds/<seed> --seed <seed>)")
+    assert not (tmp_path / "seeds" / "4").exists()
+    unseeded = subprocess.run([*stage, "--run", "seeds/4"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert unseeded.returncode == 1 and "--run seeds/4 without --seed" in unseeded.stderr
     assert not (tmp_path / "seeds" / "4").exists()

@@ -235,3 +235,9 @@ def test_report_splits_old_and_added_classes(project):
     assert re.search(r"^\| new \| 66\.67 \| 16\.67 \[", old_part, re.M), old_part
     added = part[part.index("Examples of the added classes"):]
     assert re.search(r"^\| target \| 100\.00 \| 0\.00 \[", added, re.M), added
+
+
+def test_a_single_seed_rebuild_drops_a_stale_seeds_table(project):
+    (project / "reports" / "seeds.json").write_text('{"runs": ["a", "b"], "regression": {}}')
+    paths = build_report(project / "predictions", project / "data" / "update", project / "reports")
+    assert "seeds" not in paths and not (project / "reports" / "seeds.json").exists()

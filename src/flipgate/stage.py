@@ -2,11 +2,12 @@
 stage's nested MLflow run (params, metrics, artifacts) and, for the per-seed stages, the seed's run folder.
 
 A per-seed stage is called with `--run seeds/<seed> --seed <seed>` (dvc.yaml's foreach over `seeds`);
-it reads and writes models/, predictions/ and reports/ under that folder. Without the flags a stage
-uses the project root and the first of `seeds`, so a stage script run by hand behaves as one run."""
+it reads and writes models/, predictions/ and reports/ under that folder. Without --seed a stage uses
+the project root and the first of `seeds`, so a stage script run by hand behaves as one run."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -63,29 +64,19 @@ def current() -> Run:
     return _current
 
 
-def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None, bool]:
-    """Remove --run DIR and --seed N from argv; return (argv, run or None, whether --seed was given)."""
-    rest, values = [], {}
-    it = iter(argv)
-    for arg in it:
-        if arg in ("--run", "--seed"):
-            value = next(it, None)
-            if value is None:
-                raise FlipgateError(f"{arg}: expects a value (--run seeds/<seed> --seed <seed>)")
-            values[arg] = value
-        else:
-            rest.append(arg)
-    if not values:
-        return rest, None, False
+def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None]:
+    """Remove --run DIR and --seed N from argv; return (the rest, the run when --seed was given)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    parser.add_argument("--run", type=Path)
+    parser.add_argument("--seed", type=int)
+    usage = "per-seed stages take --run seeds/<seed> --seed <seed>"
     try:
-        seed = int(values["--seed"]) if "--seed" in values else None
-    except ValueError:
-        raise FlipgateError(f"--seed: expected an integer, got {values['--seed']!r}") from None
-    if seed is None:
-        from flipgate.params import load_seeds
-
-        seed = load_seeds()[0]
-    return rest, Run(Path(values.get("--run", ".")), seed), "--seed" in values
+        opts, rest = parser.parse_known_args(argv[1:])
+    except argparse.ArgumentError as exc:
+        raise FlipgateError(f"{exc} ({usage})") from None
+    if opts.run is not None and opts.seed is None:
+        raise FlipgateError(f"--run {opts.run} without --seed ({usage})")
+    return [argv[0], *rest], (None if opts.seed is None else Run(opts.run or Path("."), opts.seed))
 
 
 def _configure() -> None:
@@ -111,9 +102,10 @@ def run(
     _configure()
     start = time.perf_counter()
     try:
-        sys.argv, given, seeded = _take_run_options(sys.argv)
+        sys.argv, given = _take_run_options(sys.argv)
         if given is not None:
             _current = given
+        seeded = given is not None
         here = current()
         main()
         seconds = time.perf_counter() - start

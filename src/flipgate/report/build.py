@@ -10,6 +10,7 @@ With run folders of several seeds it also renders their mean +- std table and wr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,9 +91,8 @@ def read_labels(data_dir: Path) -> tuple[list[str], int | None]:
     return names, (int(num_old) if isinstance(num_old, int) and 0 < num_old < len(names) else None)
 
 
-def find_candidate(reports: Path | tuple[Path, ...], models: dict[str, Path]) -> str | None:
+def find_candidate(folders: Sequence[Path], models: dict[str, Path]) -> str | None:
     """The selected candidate: gate.json's, else select.json's; None when neither names a present model."""
-    folders = (reports,) if isinstance(reports, Path) else reports
     for path in (folder / name for name in ("gate.json", "select.json") for folder in folders):
         if path.is_file():
             chosen = read_json(path).get("candidate")
@@ -339,7 +339,7 @@ def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
 
 def build_report(predictions: str | Path, data: str | Path, reports: str | Path, runs: list[str | Path] = (),
                  candidate: str | None = None, top: int = 20, level: float = 0.95,
-                 context: str | Path | list[str | Path] | None = None) -> dict[str, Path]:
+                 context: Sequence[str | Path] = ()) -> dict[str, Path]:
     """Read, compute and write everything into `reports`; returns the paths written.
 
     `context`: the pipeline's reports folder(s) the predictions belong to, searched in order for
@@ -347,9 +347,7 @@ def build_report(predictions: str | Path, data: str | Path, reports: str | Path,
     Raises FlipgateError on bad input.
     """
     reports = Path(reports)
-    if context is None:
-        context = [reports]
-    context = tuple(Path(c) for c in ([context] if isinstance(context, (str, Path)) else context))
+    context = tuple(Path(c) for c in context) or (reports,)
     models = discover_models(Path(predictions))
     names, num_old = read_labels(Path(data))
     ledger = flip_ledger(models, read_regression(Path(data)), BASELINE)
@@ -377,6 +375,7 @@ def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Pa
     for key, text in (("markdown", to_markdown(doc)), ("html", to_html(doc))):
         with atomic_path(paths[key]) as tmp:
             tmp.write_text(text, encoding="utf-8")
+    (out / "seeds.json").unlink(missing_ok=True)  # a table from an earlier, multi-seed run would be stale
     if inputs.runs:
         paths["seeds"] = out / "seeds.json"
         parts = [p for p in PARTS if all(p in run for run in inputs.runs)]

@@ -35,18 +35,27 @@ def pipeline_runs(params: str | Path = "params.yaml", root: Path = SEEDS_DIR) ->
     return [root / str(seed) for seed in load_seeds(params)]
 
 
+def pipeline_sources(reports: Path = Path("reports")) -> tuple[Path, list[Path], list[Path]]:
+    """(predictions, runs to aggregate, context folders) of the pipeline's report: the first seed's
+    predictions; every seed's run folder when there are several; the first seed's reports, then `reports`."""
+    runs = pipeline_runs()
+    first = runs[0]
+    if not (first / "predictions").is_dir():
+        raise FlipgateError(f"{first / 'predictions'}: not found; run `dvc repro` first, or pass --predictions")
+    return first / "predictions", runs if len(runs) > 1 else [], [first / "reports", reports]
+
+
 def sources(args: argparse.Namespace) -> tuple[Path, Path, list[Path], list[Path]]:
     """(predictions, data, runs, context folders) from the flags; see the module docstring."""
     runs = list(args.runs)
     if not runs and args.predictions is None and Path("params.yaml").is_file():
-        runs = pipeline_runs()
-        if not (runs[0] / "predictions").is_dir():
-            raise FlipgateError(f"{runs[0] / 'predictions'}: not found; run `dvc repro` first, or pass --predictions")
+        predictions, runs, context = pipeline_sources(args.reports)
+        return predictions, args.data or DEFAULT_DATA, runs, context
     if args.predictions is None:
         for run in runs:
             if (run / "predictions").is_dir():
                 data = args.data or (run / DEFAULT_DATA if (run / DEFAULT_DATA).is_dir() else DEFAULT_DATA)
-                return run / "predictions", data, runs if len(runs) > 1 else [], [run / "reports", args.reports]
+                return run / "predictions", data, runs, [run / "reports", args.reports]
     return args.predictions or DEFAULT_PREDICTIONS, args.data or DEFAULT_DATA, runs, [args.reports]
 
 
