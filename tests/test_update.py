@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -109,3 +114,15 @@ def test_seeds_default_order_and_bad_values(tmp_path):
         p.write_text(f"seeds: {bad}\n")
         with pytest.raises(FlipgateError, match="seeds: expected a non-empty list of distinct non-negative integers"):
             load_seeds(p)
+
+
+def test_a_stage_refuses_a_repeated_seed_before_writing(tmp_path):
+    """DVC expands `seeds: [1, 1]` without a word; the first stage to run names the key and stops."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text("seeds: [1, 1]\ntracking: {enabled: false}\n")
+    run = subprocess.run([sys.executable, str(root / "stages" / "update.py"), "data/update"], cwd=tmp_path,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert run.returncode == 1
+    assert run.stderr.strip().endswith("params.yaml: seeds: expected a non-empty list of distinct non-negative "
+                                       "integers, e.g. [0, 1, 2]; got [1, 1]")
+    assert not (tmp_path / "data").exists()

@@ -102,6 +102,9 @@ def run(
     _configure()
     start = time.perf_counter()
     try:
+        from flipgate.params import load_seeds
+
+        load_seeds()  # checked by every stage: DVC expands a bad list (e.g. a repeated seed) silently
         sys.argv, given = _take_run_options(sys.argv)
         if given is not None:
             _current = given
