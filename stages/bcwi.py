@@ -15,6 +15,7 @@ from flipgate.data import update
 from flipgate.io import read_table
 from flipgate.mitigation.bcwi import normalise_fisher
 from flipgate.mitigation.bcwi_run import run_bcwi, save_selected, write_reports
+from flipgate.mitigation.select import rule_from
 from flipgate.models.device import get_device
 from flipgate.params import load_section
 
@@ -24,7 +25,7 @@ def main() -> None:
     run = stage.current()
     pred_root, model_root = run.predictions, run.models
     fisher_dir, soup_dir = model_root / "fisher", model_root / "soup"
-    base, bcwi = load_section("base"), load_section("bcwi")
+    base, bcwi, gate = load_section("base"), load_section("bcwi"), load_section("gate")
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
     preds = {m: {s: read_table(pred_root / m / f"{s}.parquet") for s in splits} for m in ("old", "new")}
@@ -38,13 +39,17 @@ def main() -> None:
         fisher = normalise_fisher(load_file(str(fisher_dir / "fisher.safetensors")))
     if "plain" not in bcwi.variants:
         raise stage.FlipgateError("bcwi.variants: must include plain (the other variants are compared with it)")
+    new_dev = preds["new"]["dev"]
+    rule, half = rule_from(bcwi.objective, gate.nfr_budget, bcwi.confidence, gate.min_gain, bcwi.tolerance,
+                           bcwi.ci_level, int((new_dev["pred"] == new_dev["label"]).sum()), len(new_dev))
     result = run_bcwi(
         str(model_root / "old"), new_dirs, labels, splits, preds["old"], preds["new"], bcwi.alphas, fisher,
-        bcwi.tolerance, bcwi.ci_level, get_device(base.device), base.eval_batch_size, base.max_length,
+        rule, get_device(base.device), base.eval_batch_size, base.max_length,
     )
+    result["new_dev_ci_halfwidth"] = half
     save_selected(result, labels, fisher, model_root / "bcwi", pred_root / "bcwi")
     write_reports(result, run.reports)
 
 
 if __name__ == "__main__":
-    stage.run("bcwi", main, sections=("base", "bcwi"), metrics=("reports/bcwi.json",), artifacts=("reports/bcwi_curve.json", "reports/bcwi_curve.png", "predictions/bcwi"))
+    stage.run("bcwi", main, sections=("base", "bcwi", "gate"), metrics=("reports/bcwi.json",), artifacts=("reports/bcwi_curve.json", "reports/bcwi_curve.png", "predictions/bcwi"))

@@ -10,6 +10,8 @@ from flipgate import stage
 from flipgate.data import update
 from flipgate.evaluate import evaluate, wall_times
 from flipgate.io import write_json
+from flipgate.params import read_params
+from flipgate.provenance import snapshot
 from flipgate.report.show import results_table
 
 
@@ -21,6 +23,7 @@ def main() -> None:
     metrics = evaluate({n: root / n for n in names}, num_old_labels=num_old if num_old < len(labels) else None)
     metrics["seed"] = run.seed
     metrics["wall_time_s"] = wall_times(run.reports / "timings")
+    metrics["provenance"] = snapshot(data_dir, read_params())
     write_json(metrics, run.reports / "metrics.json")
     stage.log.info("results on the regression set:\n%s", results_table(metrics))
 

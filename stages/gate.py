@@ -1,8 +1,11 @@
 """Stage `gate`: judge the candidate against old (the champion) on the regression set.
 
-Usage: python stages/gate.py BASELINE_PREDICTIONS CANDIDATE_PREDICTIONS
+Usage: python stages/gate.py BASELINE_PREDICTIONS CANDIDATE_PREDICTIONS [TRAIN_REPORTS_DIR]
 Writes reports/gate.json and reports/gate.md. A reject is a result, not a failure: the stage exits 0 so
 `promote` can register the candidate as a challenger; `flipgate gate` is the command that fails CI.
+Beyond `flipgate gate`'s checks: a candidate that `select` gated only as the safe fallback fails
+`dev_selection`; models of TRAIN_REPORTS_DIR (<role>.json) that are not fit to judge are named, and an
+unfit old model makes the verdict inconclusive.
 """
 
 import sys
@@ -12,20 +15,36 @@ from flipgate import stage
 from flipgate.gate.cli import gate_files, read_golden_ids, write_markdown
 from flipgate.gate.policy import Policy
 from flipgate.io import read_json, write_json
+from flipgate.models.fit import unfit_line
 from flipgate.params import load_section
+
+
+def unfit_models(folder: Path) -> dict[str, str]:
+    """role -> why, for every train report in `folder` whose fit checks failed."""
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        fit = read_json(path).get("fit")
+        if fit and not fit["fit"]:
+            out[path.stem] = unfit_line(path.stem, fit)
+    return out
 
 
 def main() -> None:
     baseline, candidate = sys.argv[1:3]
+    train_reports = Path(sys.argv[3]) if len(sys.argv) > 3 else None
     g = load_section("gate")
     golden = read_golden_ids(Path(g.golden_ids_file)) if g.golden_ids_file else frozenset()
     policy = Policy(nfr_budget=g.nfr_budget, upper_bound=g.upper_bound, ci_level=g.ci_level, min_gain=g.min_gain,
                     per_class_budget=g.per_class_budget, golden_ids=golden)
     decision = gate_files(baseline, candidate, policy, allow_identical=True)
+    meta_path = Path(candidate).parent / "candidate.json"
+    meta = read_json(meta_path) if meta_path.exists() else {}
+    if meta:
+        decision = decision.with_selection(meta.get("admissible", True), meta.get("reason", ""))
+    decision = decision.with_fit(unfit_models(train_reports) if train_reports else {})
     record = decision.to_dict()
-    meta = Path(candidate).parent / "candidate.json"
-    if meta.exists():
-        record["candidate"] = read_json(meta)["candidate"]
+    if meta:
+        record["candidate"] = meta["candidate"]
     write_json(record, "reports/gate.json")
     write_markdown(decision.to_markdown(), Path("reports/gate.md"))
     stage.log.info("gate: %s\n%s", decision.verdict, decision.to_text())

@@ -15,7 +15,6 @@ from flipgate.io import read_json, read_table, write_json
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
 from flipgate.mitigation.gated_fusion_run import fit, predict_splits, score_outputs, train_summary, write_outputs
 from flipgate.models.device import get_device
-from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
 def main() -> None:
@@ -31,14 +30,12 @@ def main() -> None:
     config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                         inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
     schedule = FusionSchedule(
-        train=TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, warmup_ratio=p.warmup_ratio,
-                          weight_decay=p.weight_decay, grad_clip=p.grad_clip, max_length=base.max_length,
-                          seed=run.seed),
+        train=stage.train_config(p, base.max_length, run.seed),
         lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr, gate_epochs=p.gate_epochs,
         heldout_fraction=p.heldout_fraction, refit=p.refit,
     )
     gf, result = fit(str(model_root / "old"), init, labels, update.load_split(data_dir, "updated"), config,
-                     schedule, get_device(base.device), base.max_length, base.eval_batch_size)
+                     schedule, get_device(base.device), base.max_length, base.eval_batch_size, dev=splits["dev"])
     gf.save(model_root / "gated_fusion", {"role": "gated_fusion", "init": p.init, "seed": run.seed, "labels": labels})
     outputs = predict_splits(gf, splits, old_tables, p.cache_fractions, run.seed)
     written = write_outputs(outputs, pred_root)

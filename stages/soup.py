@@ -13,7 +13,8 @@ from flipgate.io import atomic_path, write_json
 from flipgate.mitigation.bcwi import average
 from flipgate.models.classifier import load_classifier, save_classifier
 from flipgate.models.device import get_device, set_seed
-from flipgate.models.train import TrainConfig, train_classifier
+from flipgate.models.run import dev_accuracy_hook
+from flipgate.models.train import train_classifier
 from flipgate.params import load_section
 
 
@@ -28,7 +29,7 @@ def main() -> None:
             write_json({"soup": "off", "why": "bcwi.variants has no soup"}, tmp / "off.json")
         return
     labels, _ = update.load_labels(data_dir)
-    d_upd = update.load_split(data_dir, "updated")
+    d_upd, dev = update.load_split(data_dir, "updated"), update.load_split(data_dir, "dev")
     device = get_device(base.device)
     model, tok = load_classifier(new_dir, labels)
     members = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
@@ -36,10 +37,10 @@ def main() -> None:
         seed = run.seed + i
         set_seed(seed)
         member, tok = load_classifier(old_dir, labels)
-        cfg = TrainConfig(epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
-                          weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=seed)
+        cfg = stage.train_config(hp, base.max_length, seed)  # train_new's schedule, adaptive on dev as new's
         stage.log.info("soup member %d/%d (seed %d)", i + 1, bcwi.soup_k, seed)
-        train_classifier(member, tok, d_upd["text"].tolist(), d_upd["label"].to_numpy(), cfg, device)
+        hook = dev_accuracy_hook(member, tok, dev, device, base.eval_batch_size, base.max_length)
+        train_classifier(member, tok, d_upd["text"].tolist(), d_upd["label"].to_numpy(), cfg, device, hook)
         members.append({k: v.detach().cpu().clone() for k, v in member.state_dict().items()})
     model.load_state_dict(average(members))
     save_classifier(model, tok, out, {"role": "soup", "k": bcwi.soup_k, "seeds": [run.seed + i for i in range(bcwi.soup_k)]})

@@ -14,7 +14,6 @@ from flipgate.data import update
 from flipgate.io import write_json
 from flipgate.models.device import get_device
 from flipgate.models.run import EVAL_SPLITS, fine_tune, from_registry
-from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
 TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
@@ -33,10 +32,7 @@ def main() -> None:
                                 model_dir, pred_dir, base.eval_batch_size, base.max_length)
         write_json(summary, report)
         return
-    cfg = TrainConfig(
-        epochs=hp.epochs, lr=hp.lr, batch_size=hp.batch_size, warmup_ratio=hp.warmup_ratio,
-        weight_decay=hp.weight_decay, grad_clip=hp.grad_clip, max_length=base.max_length, seed=run.seed,
-    )
+    cfg = stage.train_config(hp, base.max_length, run.seed)
     summary = fine_tune(
         init=str(run.models / "old") if role == "new" else base.model,
         labels=labels,

@@ -6,7 +6,7 @@ import torch
 from flipgate.errors import FlipgateError
 from flipgate.mitigation.bcwi import average, interpolate, interpolate_into, normalise_fisher
 from flipgate.mitigation.bcwi_run import head_keys
-from flipgate.mitigation.select import accuracy_halfwidth, select_lowest_nfr
+from flipgate.mitigation.select import accuracy_halfwidth
 from flipgate.models.classifier import load_classifier
 
 
@@ -100,19 +100,6 @@ def test_interpolate_into_a_real_model(tiny_bert, tiny_bert_wide):
     with pytest.raises(FlipgateError, match="identical architectures"):
         interpolate_into(b, sa, wide.state_dict(), 0.5)
 
-
-def test_selection_honours_tolerance_and_sees_dev_only():
-    dev = {0.0: {"accuracy": 0.80, "nfr": 0.040}, 0.5: {"accuracy": 0.798, "nfr": 0.012},
-           0.7: {"accuracy": 0.793, "nfr": 0.006}, 1.0: {"accuracy": 0.75, "nfr": 0.0}}
-    assert select_lowest_nfr(dev, 0.80, 0.005).key == 0.5  # 0.7 is 0.7 points below: outside 0.5
-    assert select_lowest_nfr(dev, 0.80, 0.01).key == 0.7
-    assert select_lowest_nfr(dev, 0.80, 0.10).key == 1.0
-    # The rule gets dev figures only, so a regression-set curve cannot change the pick: the sweep
-    # passes options(rows, "dev"). Check that helper ignores regression rows:
-    from flipgate.mitigation.sweep import options
-    rows = [{"alpha": a, "split": "dev", **v} for a, v in dev.items()]
-    rows += [{"alpha": a, "split": "regression", "accuracy": 0.99, "nfr": 0.0} for a in dev]
-    assert options(rows) == dev
 
 
 def test_ci_halfwidth_matches_scipy_wilson():

@@ -10,6 +10,7 @@ import yaml
 
 from flipgate.errors import FlipgateError
 from flipgate.io import logits_matrix, predictions_frame, read_json, read_table, write_parquet
+from flipgate.mitigation.select import Rule, rule_from
 from flipgate.mitigation.ensemble import ensemble, logit_ensemble, pad_old_logits, prob_ensemble, softmax
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +71,7 @@ def test_alpha_is_chosen_on_dev_and_the_regression_set_only_scored():
         old_reg = table("r", reg_labels, r.normal(size=(50, 2)))
         new_reg = table("r", reg_labels, r.normal(size=(50, 2)))
         res = ensemble("logit", {"dev": old_dev, "regression": old_reg}, {"dev": new_dev, "regression": new_reg},
-                       [0.5, 0.6, 0.7, 0.8, 0.9], tolerance=10.0)
+                       [0.5, 0.6, 0.7, 0.8, 0.9], Rule("tolerance", tolerance=0.10))
         picks.append((res.alpha, res.reason))
         assert set(res.tables) == {"dev", "regression"} and len(res.tables["regression"]) == 50
         assert res.metrics["regression"]["n"] == 50
@@ -87,14 +88,18 @@ def test_tolerance_excludes_alphas_that_lose_too_much_dev_accuracy():
     # Old three times as loud: at alpha 0.5 old wins every disagreement (no flips, old's 6/10 accuracy);
     # at 0.95 new wins every one (new's 8/10, 2 flips).
     old_dev = old_dev.assign(logits=list(logits_matrix(old_dev) * 3))
-    loose = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], tolerance=50.0)
-    tight = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], tolerance=0.5)
+    loose = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], Rule("tolerance", tolerance=0.5))
+    tight = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], Rule("tolerance", tolerance=0.005))
     assert loose.alpha == 0.5 and loose.metrics["dev"]["accuracy"] == pytest.approx(0.6)
     assert loose.metrics["dev"]["nfr"] == 0.0
     assert tight.alpha == 0.95 and tight.metrics["dev"]["accuracy"] == pytest.approx(0.8)
-    assert "60.00%" not in tight.reason and "79.50%" in tight.reason
-    ci = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], tolerance="ci")
-    assert ci.alpha == 0.5  # the Wilson half-width of 8/10 is about 24 points
+    assert "0.95 (80.00%, NFR 20.00%)" in tight.reason
+    half_rule, half = rule_from("tolerance", 0.01, 0.8, 0.0, "ci", 0.95, 8, 10)
+    assert half == pytest.approx(0.2266, abs=1e-3)  # the Wilson 95% interval of 8/10 is [0.490, 0.943]
+    assert ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], half_rule).alpha == 0.5
+    # the gate's own objective: at a 10% budget only alpha 0.5 (no flips) is admissible
+    budget = ensemble("logit", {"dev": old_dev}, {"dev": new_dev}, [0.5, 0.95], Rule("budget", nfr_budget=0.1, confidence=0.5))
+    assert budget.alpha == 0.5 and budget.choice["admissible"]
 
 
 def test_tables_are_aligned_by_id_and_mismatches_are_named():

@@ -185,3 +185,30 @@ def test_markdown_summary():
     assert "`new.parquet` vs `old.parquet` on 10 regression examples: NFR 20.00% (2 negative flips)" in md
     assert "| nfr | 0.2000 | <= 0.0100 | fail |" in md
     assert "| accuracy_gain | -0.1000 | >= 0.0000 | fail |" in md
+
+
+def test_an_unfit_baseline_makes_a_pass_inconclusive_and_is_named():
+    labels = np.array([0, 1] * 50)
+    passing = decide(labels, labels, labels, Policy(nfr_budget=0.01))
+    assert passing.verdict == "pass"
+    why = "old is not fit to judge (failed: train_loss): train longer"
+    judged = passing.with_fit({"old": why, "target": "target is not fit to judge (failed: converged): ..."})
+    assert judged.verdict == "inconclusive"
+    check = next(c for c in judged.checks if c.name == "baseline_fit")
+    assert check.verdict == "inconclusive" and check.detail == why
+    assert judged.to_dict()["unfit"]["target"].startswith("target is not fit")
+    assert "not fit to judge" in judged.to_markdown() and "target is not fit" in judged.to_text()
+    # a candidate-side model that is unfit is named, but does not change the verdict
+    assert passing.with_fit({"target": "target is not fit to judge"}).verdict == "pass"
+    # a reject stays a reject
+    wrong = decide(labels, labels, 1 - labels, Policy(nfr_budget=0.01)).with_fit({"old": why})
+    assert wrong.verdict == "reject"
+
+
+def test_a_fallback_candidate_fails_dev_selection():
+    labels = np.array([0, 1] * 50)
+    passing = decide(labels, labels, labels, Policy(nfr_budget=0.01))
+    assert passing.with_selection(True, "fine").verdict == "pass"
+    fallback = passing.with_selection(False, "no option met the rule")
+    assert fallback.verdict == "reject"
+    assert [c.name for c in fallback.checks if c.verdict == "fail"] == ["dev_selection"]

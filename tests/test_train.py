@@ -73,3 +73,51 @@ def test_add_classes_grows_the_head_and_keeps_old_rows(tiny_bert, tmp_path):
     torch.testing.assert_close(grown.classifier.bias[:2], model.classifier.bias, rtol=0, atol=0)
     logits = predict_logits(grown, tok, ["good movie"], CPU)
     assert logits.shape == (1, 3)
+
+
+def test_adaptive_schedule_keeps_the_best_dev_epoch_and_stops_after_patience(tiny_bert):
+    set_seed(0)
+    train = toy_frame(64, 0)
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    scripted = iter([0.50, 0.70, 0.60, 0.65, 0.90])  # best at epoch 2; epochs 3 and 4 do not beat it
+    snapshots = {}
+
+    def hook(epoch: int) -> dict:
+        snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+        return {"dev_accuracy": next(scripted)}
+
+    cfg = TrainConfig(epochs=5, lr=1e-3, batch_size=16, seed=0, max_length=32, patience=2)
+    res = train_classifier(model, tok, train["text"].tolist(), train["label"].to_numpy(), cfg, CPU, hook)
+    assert res.best_epoch == 2 and res.stopped_early and len(res.epoch_loss) == 4
+    assert [e["epoch"] for e in res.epoch_eval] == [1, 2, 3, 4]
+    for key, value in model.state_dict().items():  # epoch 2's weights, bitwise
+        torch.testing.assert_close(value, snapshots[2][key], rtol=0, atol=0)
+    assert not torch.equal(snapshots[4]["classifier.weight"], snapshots[2]["classifier.weight"])
+
+
+def test_head_learning_rate_applies_to_the_head_only(tiny_bert):
+    from flipgate.models.classifier import classification_head
+    from flipgate.models.train import adamw
+
+    model, _ = load_classifier(str(tiny_bert), ["0", "1", "2"])
+    opt = adamw(model, 1e-4, 0.01, classification_head(model), 5e-3)
+    head = {id(p) for p in model.classifier.parameters()}
+    for group in opt.param_groups:
+        in_head = {id(p) in head for p in group["params"]}
+        assert len(in_head) == 1  # a group is all head or all body
+        assert group["lr"] == (5e-3 if in_head.pop() else 1e-4)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_fine_tune_reports_the_epoch_curve_and_fit(tiny_bert, tmp_path):
+    train, dev = toy_frame(300, 0), toy_frame(60, 1, prefix="d")
+    cfg = TrainConfig(epochs=10, lr=2e-3, batch_size=16, seed=0, max_length=32, patience=4, head_lr=5e-3)
+    summary = fine_tune(str(tiny_bert), ["0", "1"], train, {"dev": dev}, cfg, CPU, tmp_path / "m", tmp_path / "p", 16,
+                        {"role": "old"})
+    curve = summary["epoch_curve"]
+    assert summary["schedule"] == "auto" and len(curve) == summary["epochs_run"]
+    best = max(range(len(curve)), key=lambda i: (curve[i]["dev_accuracy"], -i))
+    assert summary["best_epoch"] == best + 1
+    # the saved model is the kept epoch's: its dev accuracy is the curve's best
+    assert summary["dev_accuracy"] == curve[best]["dev_accuracy"]
+    assert summary["fit"]["fit"], summary["fit"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from flipgate.errors import FlipgateError
 
@@ -76,20 +76,48 @@ class Update(Section):
     new_classes: list[str] = Field(default_factory=list)  # add_classes: labels held out of D_old
 
 
-class Train(Section):
-    epochs: int = Field(5, gt=0)
-    lr: float = Field(5e-5, gt=0)
+AUTO = "auto"
+Epochs = Literal["auto"] | Annotated[StrictInt, Field(gt=0)]
+
+
+class Schedule(Section):
+    """How long a model trains. `epochs: auto` (default): up to `max_epochs`, keeping the epoch with the
+    best dev accuracy and stopping after `patience` epochs without improvement; `epochs: N`: exactly N
+    epochs, the last one kept. The learning rate decays linearly over max_epochs (or N) either way."""
+
+    epochs: Epochs = AUTO
+    max_epochs: int = Field(20, gt=0)
+    patience: int = Field(3, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    head_lr: float | None = Field(None, gt=0)  # a freshly initialised head's lr; None: lr
     batch_size: int = Field(32, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
 
 
-class Bcwi(Section):
+class Train(Schedule):
+    pass
+
+
+Objective = Literal["budget", "tolerance"]
+
+
+class Choosing(Section):
+    """How a knob or a candidate is chosen on dev (see flipgate.mitigation.select):
+    `budget`: the most accurate option whose dev NFR, with its one-sided upper bound at `confidence`,
+    is within the gate's nfr_budget (and whose accuracy gain over old is >= the gate's min_gain);
+    `tolerance`: the lowest dev NFR among options within `tolerance` accuracy points of the reference."""
+
+    objective: Objective = "budget"
+    confidence: float = Field(0.8, ge=0.5, lt=1)  # budget: level of the NFR's upper bound (0.5: the point)
+    tolerance: float | Literal["ci"] = 0.5  # tolerance: accuracy points below the reference, or `ci`
+    ci_level: float = Field(0.95, gt=0, lt=1)  # tolerance `ci`: level of the reference's interval
+
+
+class Bcwi(Choosing):
     alphas: Alphas = Field(default_factory=lambda: [round(i / 10, 1) for i in range(11)])
     variants: list[Literal["plain", "fisher", "soup"]] = Field(default_factory=lambda: ["plain"])
-    tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or new's CI half-width
-    ci_level: float = Field(0.95, gt=0, lt=1)
     fisher_max_examples: int = Field(1000, gt=0)
     soup_k: int = Field(3, ge=2)
 
@@ -136,25 +164,21 @@ class Promote(Section):
     require_champion_baseline: bool = True  # a pass against a non-champion baseline does not promote
 
 
-class Select(Section):
-    """Which model to gate: the lowest dev NFR within `tolerance` accuracy points of `reference`'s."""
+class Select(Choosing):
+    """Which model to gate, chosen on dev by `objective` (as bcwi); `reference` is the tolerance rule's
+    accuracy reference. With no admissible candidate, the safest one (lowest dev NFR bound) is gated and
+    marked, so the gate rejects it and the champion stays."""
 
     candidates: list[str] = Field(default_factory=lambda: ["new", "bcwi", "gated_fusion"])
     reference: str = "target"
-    tolerance: float = Field(0.5, ge=0)
 
 
-class GatedFusion(Section):
-    """Gated Fusion (stage `gated_fusion`); paper grids in appendix A.3. Rates are fractions."""
+class GatedFusion(Schedule):
+    """Gated Fusion (stage `gated_fusion`); paper grids in appendix A.3. Rates are fractions. The schedule
+    keys (epochs, max_epochs, ...) are new's inside Gated Fusion; paper: new alone, then 1 joint epoch."""
 
     variant: Literal["paper", "heldout"] = "heldout"
     init: str = "old"  # new starts from: "old" (data update), "base" (base.model) or a model id/folder (upgrade)
-    epochs: int = Field(5, gt=0)  # N: paper = N - 1 epochs new alone + 1 joint epoch
-    lr: float = Field(1e-4, gt=0)
-    batch_size: int = Field(32, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
     lr2: float = Field(3e-5, gt=0)  # paper: the joint epoch's learning rate (grid 5e-7 ... 3e-5)
     drop_gate: float = Field(0.5, ge=0, lt=1)  # paper: share of joint steps that train new alone (0.4 ... 0.8)
     temperature: float = Field(1.0, gt=0)  # T on old's logits (1.0 ... 1.6)
@@ -175,12 +199,10 @@ class GatedFusion(Section):
         return sorted(set(v))
 
 
-class Ensembles(Section):
-    """Old-new ensembles (stage `ensembles`): alpha is the weight on NEW, chosen on dev."""
+class Ensembles(Choosing):
+    """Old-new ensembles (stage `ensembles`): alpha is the weight on NEW, chosen on dev (as bcwi)."""
 
     alphas: Alphas = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
-    tolerance: float | Literal["ci"] = 0.5  # accuracy points below new's dev accuracy, or `ci`, as in bcwi
-    ci_level: float = Field(0.95, gt=0, lt=1)
 
 
 class Old(Section):

@@ -1,5 +1,9 @@
-"""Pick the candidate to gate: the lowest dev NFR among models whose dev accuracy is within the
-tolerance of the target model's (the model a plain retrain from scratch would ship)."""
+"""Pick the candidate to gate on dev, by the rule BCWI's alpha uses (flipgate.mitigation.select): by
+default the most accurate candidate whose dev NFR is within the gate's budget with dev's margin.
+
+With no admissible candidate the safest one (lowest dev NFR) is returned with `admissible: false`: the
+gate then rejects it and the champion stays, instead of shipping the most accurate, most regressive model.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,27 @@ from pathlib import Path
 
 from flipgate.errors import FlipgateError
 from flipgate.io import read_table
-from flipgate.metrics.flips import flip_counts
-from flipgate.mitigation.select import select_lowest_nfr
+from flipgate.mitigation.select import Options, Rule, choose
 
 
-def choose_candidate(pred_root: Path, candidates: list[str], reference: str, tolerance_points: float) -> dict:
+def choose_candidate(pred_root: Path, candidates: list[str], reference: str, rule: Rule) -> dict:
     """Dev figures only. Candidates without predictions are skipped (and listed as such)."""
     old = read_table(pred_root / "old" / "dev.parquet")
     ref = read_table(pred_root / reference / "dev.parquet")
-    ref_acc = flip_counts(ref["label"], old["pred"], ref["pred"]).accuracy
-    figures, missing = {}, []
+    tables, missing = {}, []
     for name in candidates:
         path = pred_root / name / "dev.parquet"
         if not path.exists():
             missing.append(name)
             continue
-        table = read_table(path)
-        if table["id"].tolist() != old["id"].tolist():
-            raise FlipgateError(f"{path}: rows are not old's dev rows in the same order; rerun its stage")
-        c = flip_counts(old["label"], old["pred"], table["pred"])
-        figures[name] = {"accuracy": c.accuracy, "nfr": c.nfr}
-    if not figures:
+        tables[name] = read_table(path)
+    if not tables:
         raise FlipgateError(f"select.candidates: none of {candidates} has predictions under {pred_root}")
-    choice = select_lowest_nfr(figures, ref_acc, tolerance_points / 100)
-    return {"candidate": choice.key, "reason": choice.reason, "reference": reference,
-            "reference_dev_accuracy": ref_acc, "dev": figures, "skipped": missing}
+    options = Options.from_tables(tables, old, ref, where=str(pred_root / "*" / "dev.parquet"))
+    choice = choose(options, rule)
+    figures = {k: {"accuracy": float(options.correct[:, i].mean()), "nfr": float(options.flips[:, i].mean())}
+               for i, k in enumerate(options.keys)}
+    return {"candidate": choice.key, "admissible": choice.admissible, "reason": choice.reason,
+            "stability": choice.stability, "distribution": choice.as_dict()["distribution"], "rule": choice.rule,
+            "reference": reference, "reference_dev_accuracy": float(options.ref_correct.mean()),
+            "old_dev_accuracy": float(options.old_correct.mean()), "dev": figures, "skipped": missing}

@@ -27,7 +27,7 @@ inconclusive, else ``pass``. So a clear failure on a small set still rejects.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -88,10 +88,30 @@ class Decision:
     policy: Policy
     baseline: str = "baseline"
     candidate: str = "candidate"
+    unfit: tuple[tuple[str, str], ...] = ()  # (model, why) for models that failed their fit-to-judge checks
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    def with_selection(self, admissible: bool, reason: str) -> Decision:
+        """This decision with the dev selection's outcome: a candidate `select` gated only as the safe
+        fallback (nothing met the rule on dev) fails a `dev_selection` check, so the champion stays."""
+        if admissible:
+            return self
+        checks = [*self.checks, Check("dev_selection", 0, "==", 1, "fail", reason)]
+        return replace(self, verdict=_overall(checks), checks=tuple(checks))
+
+    def with_fit(self, unfit: dict[str, str], baseline_role: str = "old") -> Decision:
+        """This decision with the models that are not fit to judge named (model -> what failed and the
+        fix). An unfit baseline adds a `baseline_fit` check that is inconclusive: a verdict against a
+        baseline that did not learn its task means nothing, so it can never pass."""
+        if not unfit:
+            return self
+        checks = list(self.checks)
+        if baseline_role in unfit:
+            checks.append(Check("baseline_fit", 0, "==", 1, "inconclusive", unfit[baseline_role]))
+        return replace(self, verdict=_overall(checks), checks=tuple(checks), unfit=tuple(sorted(unfit.items())))
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready: verdict, every check, the pooled counts and the policy that was applied."""
@@ -102,6 +122,7 @@ class Decision:
             "checks": [asdict(c) for c in self.checks],
             "counts": self.counts.as_dict(),
             "policy": self.policy.to_dict(),
+            "unfit": dict(self.unfit),
         }
 
     def to_markdown(self) -> str:
@@ -123,6 +144,8 @@ class Decision:
                 f"| {ch.name} | {_fmt(ch.observed)} | {ch.op} {_fmt(ch.threshold)} | {ch.verdict} |"
             )
         notes = [f"- **{ch.name}**: {ch.detail}" for ch in self.checks if ch.detail and ch.verdict != "pass"]
+        notes += [f"- **not fit to judge**: {why}" for model, why in self.unfit if model != "old" or
+                  not any(ch.name == "baseline_fit" for ch in self.checks)]
         if notes:
             lines += ["", *notes]
         return "\n".join(lines) + "\n"
@@ -139,6 +162,7 @@ class Decision:
         for ch in self.checks:
             line = f"  {ch.verdict:<12} {ch.name:<{width}}  {_fmt(ch.observed):>8} {ch.op} {_fmt(ch.threshold)}"
             lines.append(line + (f"  ({ch.detail})" if ch.detail else ""))
+        lines += [f"  not fit to judge: {why}" for _, why in self.unfit]
         return "\n".join(lines)
 
 

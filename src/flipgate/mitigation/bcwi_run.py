@@ -11,8 +11,8 @@ import torch
 
 from flipgate.io import write_json, write_parquet
 from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
-from flipgate.mitigation.select import select_lowest_nfr, tolerance_and_halfwidth
-from flipgate.mitigation.sweep import correct_count, options, sweep
+from flipgate.mitigation.select import Options, Rule, choose
+from flipgate.mitigation.sweep import correct_count, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
 
 log = logging.getLogger(__name__)
@@ -34,23 +34,22 @@ def run_bcwi(
     new_preds: dict[str, pd.DataFrame],
     alphas: list[float],
     fisher: dict[str, torch.Tensor] | None,
-    tolerance: float | str,
-    ci_level: float,
+    rule: Rule,
     device: torch.device,
     batch_size: int,
     max_length: int,
 ) -> dict:
     """`new_dirs` maps a variant ("plain", "soup") to the model interpolated with old; with `fisher`,
-    "fisher" reuses plain's new model. Returns curves, per-variant picks, the overall pick and its tables."""
+    "fisher" reuses plain's new model. Returns curves, per-variant picks, the overall pick and its tables.
+    alpha is chosen by `rule` on dev (new is the tolerance rule's reference); alpha 1 (old) never is."""
     old_model, _ = load_classifier(old_dir)
     old_sd = {k: v.detach().clone() for k, v in old_model.state_dict().items()}
     del old_model
-    tol, half = tolerance_and_halfwidth(tolerance, correct_count(new_preds["dev"]), len(new_preds["dev"]), ci_level)
     ref_acc = correct_count(new_preds["dev"]) / max(len(new_preds["dev"]), 1)
     variants = dict(new_dirs)
     if fisher is not None:
         variants["fisher"] = new_dirs["plain"]
-    curves, picks, tables = [], {}, {}
+    curves, picks, tables, sweep_dev = [], {}, {}, []
     timing = {"interpolate_s": 0.0, "predict_s": 0.0, "alphas_run": 0}
     for variant, new_dir in variants.items():
         model, tokenizer = load_classifier(new_dir, labels)
@@ -69,15 +68,23 @@ def run_bcwi(
         timing["alphas_run"] += sum(a not in known for a in alphas)
         curves += [{"variant": variant, **r} for r in res.rows]
         # alpha 1 is old itself (no update to ship): it stays on the curve but is never the pick.
-        choice = select_lowest_nfr({a: o for a, o in options(res.rows).items() if a < 1.0} or options(res.rows), ref_acc, tol)
-        picks[variant] = {"alpha": choice.key, "dev_accuracy": choice.accuracy, "dev_nfr": choice.nfr, "reason": choice.reason}
+        sweep_dev += [t["dev"][["id", "label", "pred"]].assign(variant=variant, alpha=a) for a, t in res.predictions.items()]
+        grid = {a: t["dev"] for a, t in res.predictions.items() if a < 1.0} or {a: t["dev"] for a, t in res.predictions.items()}
+        choice = choose(Options.from_tables(grid, old_preds["dev"], new_preds["dev"], trend="down",
+                                            where=f"bcwi {variant} sweep"), rule)
+        picks[variant] = {"alpha": choice.key, "dev_accuracy": choice.accuracy, "dev_nfr": choice.nfr,
+                          "reason": choice.reason, "choice": choice.as_dict()}
         tables[variant] = (res.predictions[choice.key], new_dir, choice.key)
-        log.info("%s: alpha %.2f selected (%s)", variant, choice.key, choice.reason)
-    best = select_lowest_nfr({v: {"accuracy": p["dev_accuracy"], "nfr": p["dev_nfr"]} for v, p in picks.items()}, ref_acc, tol)
+        log.info("%s: alpha %.2f selected, in %.0f%% of dev resamples (%s)", variant, choice.key,
+                 100 * choice.stability, choice.reason)
+    best = choose(Options.from_tables({v: tables[v][0]["dev"] for v in picks}, old_preds["dev"], new_preds["dev"],
+                                      where="bcwi picks"), rule)
+    # with no admissible variant, choose() returns the safest (lowest dev NFR) pick
+    selected = {"variant": best.key, **picks[best.key], "admissible": best.admissible, "variant_reason": best.reason}
     return {
-        "curves": curves, "picks": picks, "selected": {"variant": best.key, **picks[best.key], "reason": best.reason},
-        "tolerance": tol, "new_dev_accuracy": ref_acc, "new_dev_ci_halfwidth": half, "ci_level": ci_level,
-        "timing": timing, "tables": tables, "old_sd": old_sd,
+        "curves": curves, "picks": picks, "selected": selected, "rule": rule.describe(),
+        "objective": rule.objective, "tolerance": rule.tolerance, "new_dev_accuracy": ref_acc,
+        "timing": timing, "tables": tables, "old_sd": old_sd, "sweep_dev": pd.concat(sweep_dev, ignore_index=True),
     }
 
 
@@ -96,7 +103,10 @@ def save_selected(result: dict, labels: list[str], fisher, model_dir: str | Path
 def write_reports(result: dict, reports: str | Path) -> None:
     reports = Path(reports)
     write_json({"rows": result["curves"]}, reports / "bcwi_curve.json")
-    summary = {k: result[k] for k in ("selected", "picks", "tolerance", "new_dev_accuracy", "new_dev_ci_halfwidth", "ci_level", "timing")}
+    # every alpha's dev predictions: what the selection saw, for re-running other rules offline
+    write_parquet(result["sweep_dev"], reports / "bcwi_sweep_dev.parquet")
+    summary = {k: result[k] for k in ("selected", "picks", "rule", "objective", "tolerance", "new_dev_accuracy", "timing")}
+    summary["new_dev_ci_halfwidth"] = result.get("new_dev_ci_halfwidth")
     write_json(summary, reports / "bcwi.json")
     plot_curve(result["curves"], result["selected"], reports / "bcwi_curve.png")
 

@@ -4,8 +4,8 @@ Two ensembles of the old and new models' outputs, weighted by alpha = the weight
 (note: BCWI's alpha is the weight on old; here alpha 1 is new alone, alpha 0 old alone):
 - probability ensemble: p = (1 - alpha) * softmax(old) + alpha * softmax(new); its table's `logits` are log p.
 - logit ensemble: l = (1 - alpha) * old + alpha * new.
-alpha is chosen on dev with the rule BCWI uses (`select_lowest_nfr`: lowest dev NFR among alphas whose dev
-accuracy is within the tolerance of new's); the regression set is only scored, never consulted.
+alpha is chosen on dev with the rule BCWI uses (`flipgate.mitigation.select`); the regression set is only
+scored, never consulted.
 
 An update that adds classes gives old fewer logit columns than new: old's missing columns are filled with
 its row minimum (logits) and zero (probabilities), so old never votes for a class it did not know.
@@ -14,7 +14,7 @@ its row minimum (logits) and zero (probabilities), so old never votes for a clas
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ import pandas as pd
 from flipgate.errors import FlipgateError
 from flipgate.io import logits_matrix, predictions_frame
 from flipgate.metrics.flips import fix_and_new_fault, flip_counts
-from flipgate.mitigation.select import select_lowest_nfr, tolerance_and_halfwidth
+from flipgate.mitigation.select import Options, Rule, choose, tolerance_and_halfwidth
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class EnsembleResult:
     curve: list[dict]  # one row per (alpha, split)
     tables: dict[str, pd.DataFrame]  # split -> predictions table at the chosen alpha
     metrics: dict[str, dict]  # split -> flip metrics at the chosen alpha (+ fix/new fault against new)
+    choice: dict = field(default_factory=dict)  # the selection: rule, admissible, stability on dev resamples
 
 
 def score(table: pd.DataFrame, old: pd.DataFrame, new: pd.DataFrame) -> dict:
@@ -112,11 +113,11 @@ def ensemble(
     old: dict[str, pd.DataFrame],
     new: dict[str, pd.DataFrame],
     alphas: list[float],
-    tolerance: float | str = 0.5,
-    ci_level: float = 0.95,
+    rule: Rule = Rule(),
 ) -> EnsembleResult:
     """Sweep alphas on every split of `old`/`new` (split -> predictions table, ids aligned), pick alpha on
-    `dev` only, and return the chosen tables. Needs a `dev` split; every other split is only scored."""
+    `dev` only by `rule` (new is the tolerance rule's reference), and return the chosen tables. Needs a
+    `dev` split; every other split is only scored."""
     if "dev" not in old or "dev" not in new:
         raise FlipgateError("ensembles: alpha is chosen on dev; the dev predictions of old and new are missing")
     if not alphas:
@@ -131,12 +132,11 @@ def ensemble(
             curve.append({"alpha": alpha, "split": split,
                           **{k: m[k] for k in ("accuracy", "nfr", "pfr", "negative_flips", "n")}})
     o_dev, n_dev = aligned["dev"]
-    ref = float((n_dev["pred"].to_numpy() == n_dev["label"].to_numpy()).mean()) if len(n_dev) else 0.0
-    choice = select_lowest_nfr(
-        {r["alpha"]: {"accuracy": r["accuracy"], "nfr": r["nfr"]} for r in curve if r["split"] == "dev"},
-        ref, dev_tolerance(tolerance, n_dev, ci_level),
-    )
-    log.info("%s ensemble: alpha %.2f (%s)", kind, choice.key, choice.reason)
+    # alpha weighs new: NFR rises with it
+    choice = choose(Options.from_tables({a: tables[a, "dev"] for a in alphas}, o_dev, n_dev, trend="up",
+                                        where=f"{kind} ensemble"), rule)
+    log.info("%s ensemble: alpha %.2f, in %.0f%% of dev resamples (%s)", kind, choice.key, 100 * choice.stability,
+             choice.reason)
     chosen = {s: tables[choice.key, s] for s in aligned}
     metrics = {s: score(chosen[s], *aligned[s]) for s in aligned}
-    return EnsembleResult(kind, float(choice.key), choice.reason, curve, chosen, metrics)
+    return EnsembleResult(kind, float(choice.key), choice.reason, curve, chosen, metrics, choice.as_dict())

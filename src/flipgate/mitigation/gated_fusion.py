@@ -266,6 +266,8 @@ class FusionTrainResult:
     seconds: float = 0.0  # all of it: old's logits on the training data, new, the gate (not on_epoch_end)
     parts: dict[str, float] = field(default_factory=dict)
     new_epoch_loss: list[float] = field(default_factory=list)
+    new_epoch_eval: list[dict] = field(default_factory=list)  # new's epoch curve (train loss, dev accuracy)
+    new_best_epoch: int | None = None  # the epoch of new the adaptive schedule kept
     joint_loss: float | None = None
     gate_epoch_loss: list[float] = field(default_factory=list)
     gate_examples: int = 0
@@ -339,6 +341,8 @@ def _train_new(gf: GatedFusion, texts: list[str], labels: np.ndarray, cfg: Train
     res = train_classifier(gf.new, gf.new_tokenizer, texts, labels, cfg, gf.device, _hook(on_epoch_end))
     result.parts[key] = result.parts.get(key, 0.0) + res.seconds
     result.new_epoch_loss += res.epoch_loss
+    result.new_epoch_eval = res.epoch_eval
+    result.new_best_epoch = res.best_epoch
     result.new_examples += res.examples
 
 
@@ -408,7 +412,7 @@ def _train_heldout(gf, texts, labels, old_logits, schedule: FusionSchedule, resu
             log.warning("refit with gate_inputs=%s: the gate was fitted on another new model's embeddings",
                         gf.config.inputs)
         gf.new = reload_new().to(gf.device)
-        _train_new(gf, texts, labels, cfg, result, None, key="refit_s")
+        _train_new(gf, texts, labels, cfg, result, on_epoch_end, key="refit_s")
 
 
 def fit_gate(gf: GatedFusion, embeddings: np.ndarray, old_logits: np.ndarray, new_logits: np.ndarray,

@@ -43,8 +43,10 @@ def cache_name(fraction: float) -> str:
 def fit(
     old_dir: str, init: str, labels: list[str], train_df: pd.DataFrame, config: GateConfig,
     schedule: FusionSchedule, device: torch.device, max_length: int, batch_size: int,
+    dev: pd.DataFrame | None = None,
 ) -> tuple[GatedFusion, FusionTrainResult]:
-    """Build Gated Fusion from old's folder and `init`, train it on `train_df` (text, label)."""
+    """Build Gated Fusion from old's folder and `init`, train it on `train_df` (text, label). New's dev
+    accuracy (on `dev`) after every epoch drives an adaptive schedule (`schedule.train.patience`)."""
     seed = schedule.train.seed
     gf = build_gated_fusion(old_dir, init, labels, config, device, max_length, batch_size, seed)
 
@@ -52,8 +54,15 @@ def fit(
         set_seed(seed)
         return load_classifier(init, labels)[0]
 
+    hook = None
+    if dev is not None:
+        texts, y = dev["text"].tolist(), dev["label"].to_numpy()
+
+        def hook(epoch: int) -> dict:  # gf.new may be replaced (refit): read it at call time
+            return {"dev_accuracy": float(np.mean(gf.new_outputs(texts)[0].argmax(1) == y)) if len(y) else 0.0}
+
     result = train_gated_fusion(gf, train_df["text"].tolist(), train_df["label"].to_numpy(), schedule,
-                                reload_new=reload_new)
+                                on_epoch_end=hook, reload_new=reload_new)
     return gf, result
 
 
@@ -161,6 +170,8 @@ def train_summary(result: FusionTrainResult, new_train_seconds: float | None) ->
         "new_train_seconds": new_train_seconds,
         "ratio_to_new": round(result.seconds / new_train_seconds, 3) if new_train_seconds else None,
         "new_epoch_loss": [round(x, 5) for x in result.new_epoch_loss],
+        "new_best_epoch": result.new_best_epoch,
+        "epoch_curve": [{k: round(v, 5) if isinstance(v, float) else v for k, v in e.items()} for e in result.new_epoch_eval],
         "joint_loss": result.joint_loss,
         "gate_epoch_loss": [round(x, 5) for x in result.gate_epoch_loss[:: max(1, len(result.gate_epoch_loss) // 10)]],
         "gate_examples": result.gate_examples,

@@ -72,9 +72,5 @@ def sweep(
     return out
 
 
-def options(rows: list[dict], split: str = "dev") -> dict[float, dict]:
-    return {r["alpha"]: {"accuracy": r["accuracy"], "nfr": r["nfr"]} for r in rows if r["split"] == split}
-
-
 def correct_count(table: pd.DataFrame) -> int:
     return int(np.sum(table["pred"].to_numpy() == table["label"].to_numpy()))

@@ -56,14 +56,15 @@ def load_classifier(
     return model, tokenizer
 
 
-def _is_fine_tuned(path: str) -> bool:
-    return (Path(path) / "flipgate.json").exists()
+def is_fine_tuned(name_or_path: str) -> bool:
+    """A classifier this project trained (its folder has flipgate.json), not a pretrained encoder."""
+    return (Path(resolve_model(name_or_path)) / "flipgate.json").exists()
 
 
 def _fit_head(model: PreTrainedModel, path: str, labels: list[str]) -> PreTrainedModel:
     k = len(labels)
     id2label = dict(enumerate(labels))
-    if not _is_fine_tuned(path):
+    if not is_fine_tuned(path):
         # A pretrained encoder: a fresh head of the right size.
         if model.config.num_labels != k:
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -85,9 +86,14 @@ def _fit_head(model: PreTrainedModel, path: str, labels: list[str]) -> PreTraine
     return model
 
 
+def classification_head(model: PreTrainedModel) -> torch.nn.Module:
+    """The whole classification head (BERT: `classifier`, RoBERTa: `classifier` with dense + out_proj)."""
+    return model.classifier if hasattr(model, "classifier") else model.score
+
+
 def classifier_head(model: PreTrainedModel) -> torch.nn.Linear:
     """The last Linear layer of the classification head (BERT: `classifier`, RoBERTa: `classifier.out_proj`)."""
-    head = model.classifier if hasattr(model, "classifier") else model.score
+    head = classification_head(model)
     if isinstance(head, torch.nn.Linear):
         return head
     linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from flipgate.io import predictions_frame, write_parquet
-from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.models.classifier import classification_head, is_fine_tuned, load_classifier, save_classifier
 from flipgate.models.device import set_seed
+from flipgate.models.fit import fit_checks, unfit_line
 from flipgate.models.predict import predict_logits
 from flipgate.models.train import TrainConfig, TrainResult, train_classifier
 
@@ -39,6 +41,44 @@ def write_predictions(
     return tables
 
 
+def dev_accuracy_hook(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dev: pd.DataFrame,
+                      device: torch.device, batch_size: int, max_length: int):
+    """on_epoch_end for train_classifier: the model's dev accuracy (what the adaptive schedule keeps)."""
+    texts, y = dev["text"].tolist(), dev["label"].to_numpy()
+
+    def hook(epoch: int) -> dict:
+        logits = predict_logits(model, tokenizer, texts, device, batch_size, max_length)
+        return {"dev_accuracy": float(np.mean(logits.argmax(1) == y)) if len(y) else 0.0}
+
+    return hook
+
+
+def schedule_summary(result: TrainResult, cfg: TrainConfig) -> dict:
+    """The epoch curve and what the schedule kept, for the model's train report."""
+    return {
+        "schedule": "auto" if cfg.patience is not None else "fixed",
+        "max_epochs" if cfg.patience is not None else "epochs": cfg.epochs,
+        "patience": cfg.patience,
+        "lr": cfg.lr,
+        "head_lr": cfg.head_lr,
+        "epochs_run": len(result.epoch_loss),
+        "best_epoch": result.best_epoch or len(result.epoch_loss),
+        "stopped_early": result.stopped_early,
+        "epoch_curve": [{k: round(v, 5) if isinstance(v, float) else v for k, v in e.items()} for e in result.epoch_eval],
+    }
+
+
+def check_fit(role: str, result: TrainResult, train_labels, dev: pd.DataFrame, dev_pred: np.ndarray,
+              num_classes: int) -> dict:
+    """fit_checks on a finished training run; logs a warning naming the model when it fails."""
+    kept = result.best_epoch or len(result.epoch_loss)
+    fit = fit_checks(result.epoch_loss, kept, result.best_epoch is not None and (result.stopped_early or kept < len(result.epoch_loss)),
+                     np.asarray(train_labels), dev["label"].to_numpy(), dev_pred, num_classes)
+    if not fit["fit"]:
+        log.warning("%s", unfit_line(role, fit))
+    return fit
+
+
 def fine_tune(
     init: str,
     labels: list[str],
@@ -51,25 +91,36 @@ def fine_tune(
     eval_batch_size: int,
     meta: dict,
 ) -> dict:
-    """Seed, load `init` with a head for `labels`, train on `train_df`, save, predict. Returns a summary."""
+    """Seed, load `init` with a head for `labels`, train on `train_df` (dev accuracy after every epoch: the
+    adaptive schedule keeps the best), save, predict, check the model is fit to judge. Returns a summary.
+    `cfg.head_lr` applies only to a freshly initialised head (init is not a fine-tuned classifier)."""
     set_seed(cfg.seed)
     model, tokenizer = load_classifier(init, labels)
-    log.info("training from %s on %d examples: %d epochs, lr %g, batch %d", init, len(train_df), cfg.epochs, cfg.lr, cfg.batch_size)
+    fresh = not is_fine_tuned(init)
+    log.info("training from %s on %d examples: %s, lr %g%s, batch %d", init, len(train_df),
+             f"up to {cfg.epochs} epochs (patience {cfg.patience})" if cfg.patience else f"{cfg.epochs} epochs",
+             cfg.lr, f", head lr {cfg.head_lr:g}" if fresh and cfg.head_lr else "", cfg.batch_size)
+    if not fresh:
+        cfg = replace(cfg, head_lr=None)
+    hook = dev_accuracy_hook(model, tokenizer, eval_splits["dev"], device, eval_batch_size, cfg.max_length)
     result: TrainResult = train_classifier(
-        model, tokenizer, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device
+        model, tokenizer, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device, hook,
+        head=classification_head(model) if fresh else None,
     )
     save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels})
     tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, cfg.max_length)
     summary = {
         "init": init,
         "train_examples": len(train_df),
-        "epochs": cfg.epochs,
+        **schedule_summary(result, cfg),
         "epoch_loss": [round(x, 5) for x in result.epoch_loss],
         "train_seconds": round(result.seconds, 2),
         "train_examples_per_s": round(result.examples_per_s, 1),
     }
     for name, t in tables.items():
         summary[f"{name}_accuracy"] = float(np.mean(t["pred"].to_numpy() == t["label"].to_numpy()))
+    summary["fit"] = check_fit(meta.get("role", "model"), result, train_df["label"].to_numpy(), eval_splits["dev"],
+                               tables["dev"]["pred"].to_numpy(), len(labels))
     return summary
 
 

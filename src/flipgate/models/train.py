@@ -1,4 +1,6 @@
-"""An explicit fine-tuning loop: AdamW with linear warmup/decay, length-grouped dynamic batches."""
+"""An explicit fine-tuning loop: AdamW with linear warmup/decay, length-grouped dynamic batches, and an
+adaptive schedule (train up to `epochs`, keep the epoch with the best dev accuracy, stop after `patience`
+epochs without improvement)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """`epochs` is the fixed number of epochs, or with `patience` the most the adaptive schedule runs.
+
+    `head_lr` is the freshly initialised classification head's learning rate (None: `lr`): a head
+    with many classes starts far from any solution while the encoder starts close to one."""
+
     epochs: int
     lr: float
     batch_size: int
@@ -28,6 +35,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     max_length: int = 128
     seed: int = 0
+    head_lr: float | None = None
+    patience: int | None = None  # None: a fixed schedule (every epoch, the last one kept)
 
 
 @dataclass
@@ -36,19 +45,29 @@ class TrainResult:
     examples: int = 0
     seconds: float = 0.0
     epoch_eval: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch whose weights were kept (adaptive schedule), else None
+    stopped_early: bool = False
 
     @property
     def examples_per_s(self) -> float:
         return self.examples / self.seconds if self.seconds else 0.0
 
 
-def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and LayerNorm weights (the BERT recipe)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
+def adamw(
+    model: torch.nn.Module, lr: float, weight_decay: float, head: torch.nn.Module | None = None,
+    head_lr: float | None = None,
+) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and LayerNorm weights (the BERT recipe); the parameters of
+    `head` (if given) at `head_lr`."""
+    head_ids = {id(p) for p in head.parameters()} if head is not None and head_lr is not None else set()
+    buckets: dict[tuple[bool, bool], list] = {(h, d): [] for h in (False, True) for d in (False, True)}
+    for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            buckets[(id(p) in head_ids, p.ndim >= 2)].append(p)
+    groups = [
+        {"params": ps, "weight_decay": weight_decay if decay else 0.0, "lr": head_lr if in_head else lr}
+        for (in_head, decay), ps in buckets.items() if ps
+    ]
     # The fused kernel updates all parameters in one pass (CPU and CUDA); it needs them on one device type.
     return torch.optim.AdamW(groups, lr=lr, fused=True)
 
@@ -61,10 +80,14 @@ def train_classifier(
     cfg: TrainConfig,
     device: torch.device,
     on_epoch_end: Callable[[int], dict] | None = None,
+    head: torch.nn.Module | None = None,
 ) -> TrainResult:
     """Fine-tune `model` in place on (texts, labels). Same seed, data and device give the same weights.
 
-    `on_epoch_end(epoch)` may evaluate and return figures; they are kept in the result (for picking epochs).
+    `on_epoch_end(epoch)` may evaluate and return figures (kept in the result, per epoch). With
+    `cfg.patience`, it must return `dev_accuracy`: the weights of the best epoch (the first of equals) are
+    restored at the end, and training stops after `patience` epochs without improvement. The learning
+    rate decays linearly over `cfg.epochs` either way. `head` gets `cfg.head_lr`.
     """
     if len(texts) == 0:
         raise ValueError("no training examples")
@@ -74,9 +97,12 @@ def train_classifier(
     steps_per_epoch = -(-len(enc) // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     model.to(device)
-    opt = adamw(model, cfg.lr, cfg.weight_decay)
+    if cfg.patience is not None and on_epoch_end is None:
+        raise ValueError("an adaptive schedule (patience) needs on_epoch_end to return dev_accuracy")
+    opt = adamw(model, cfg.lr, cfg.weight_decay, head, cfg.head_lr)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     result = TrainResult()
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (dev accuracy, epoch, weights on CPU)
     start = time.perf_counter()
     bar = progress(total=total, desc="train")
     for epoch in range(cfg.epochs):
@@ -101,9 +127,24 @@ def train_classifier(
         log.info("epoch %d/%d: train loss %.4f", epoch + 1, cfg.epochs, loss_sum / seen)
         if on_epoch_end is not None:
             paused = time.perf_counter()
-            result.epoch_eval.append({"epoch": epoch + 1, **on_epoch_end(epoch + 1)})
+            figures = on_epoch_end(epoch + 1)
+            result.epoch_eval.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, **figures})
+            if cfg.patience is not None:
+                acc = figures["dev_accuracy"]
+                if best is None or acc > best[0]:
+                    best = (acc, epoch + 1, {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+                elif epoch + 1 - best[1] >= cfg.patience:
+                    result.stopped_early = epoch + 1 < cfg.epochs
+                    log.info("no dev improvement for %d epochs: stopping at epoch %d", cfg.patience, epoch + 1)
+                    start += time.perf_counter() - paused
+                    break
             start += time.perf_counter() - paused  # evaluation is not training time
     bar.close()
     result.seconds = time.perf_counter() - start
+    if best is not None:
+        result.best_epoch = best[1]
+        if best[1] != len(result.epoch_loss):
+            model.load_state_dict(best[2])
+        log.info("kept epoch %d (dev accuracy %.2f%%)", best[1], 100 * best[0])
     model.eval()
     return result

@@ -26,7 +26,7 @@ from flipgate.report import aggregate
 from flipgate.report.document import Block, Document, Image, Section, Table, to_markdown
 from flipgate.report.html import to_html
 from flipgate.report.ledger import flip_ledger, read_regression
-from flipgate.report.plots import flip_matrix_png, per_class_nfr_png
+from flipgate.report.plots import epoch_curves_png, flip_matrix_png, per_class_nfr_png
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Inputs:
     context: tuple[Path, ...]  # the pipeline's reports folders these predictions belong to; only read
     level: float = 0.95
     runs: list[dict] = field(default_factory=list)
+    data: Path = Path("data/update")
 
     def locate(self, name: str) -> Path:
         """The first context folder's `name` that exists (else the first folder's, for messages)."""
@@ -190,14 +191,52 @@ def make_plots(inputs: Inputs) -> dict[str, bytes]:
     if _focus(inputs):
         nfr = {model: _class_nfr(inputs.ledger, model, k)[1] for model in _focus(inputs)}
         pngs["per_class_nfr.png"] = per_class_nfr_png(nfr, inputs.names, "NFR per gold class (regression set)")
+    curves = {m: r for m, r in _train_reports(inputs).items() if r.get("epoch_curve")}
+    if curves:
+        pngs["epoch_curves.png"] = epoch_curves_png({m: r["epoch_curve"] for m, r in curves.items()},
+                                                    {m: r.get("best_epoch") for m, r in curves.items()})
     return pngs
+
+
+def _train_reports(inputs: Inputs) -> dict[str, dict]:
+    """role -> train report (train/<role>.json; Gated Fusion's new from gated_fusion.json) of the first
+    context folder that has them."""
+    out: dict[str, dict] = {}
+    for role in ("old", "target", "new"):
+        rec = _read_optional(inputs.locate(f"train/{role}.json"))
+        if rec:
+            out[role] = rec
+    gf = _read_optional(inputs.locate("gated_fusion.json"))
+    if gf and (gf.get("train") or {}).get("epoch_curve"):
+        out["gated_fusion (its new)"] = {"epoch_curve": gf["train"]["epoch_curve"],
+                                         "best_epoch": gf["train"].get("new_best_epoch")}
+    return out
+
+
+def _warnings(inputs: Inputs) -> list[str]:
+    """The report's first lines: stale figures and models not fit to judge, with what to do."""
+    from flipgate.models.fit import unfit_line
+    from flipgate.params import read_params
+    from flipgate.provenance import describe, stale_reasons
+
+    lines = []
+    metrics = _read_optional(inputs.locate("metrics.json")) or {}
+    if Path("params.yaml").is_file():
+        lines += [f"**STALE**: {r}" for r in stale_reasons(metrics.get("provenance"), inputs.data, read_params())]
+    for role, rec in _train_reports(inputs).items():
+        fit = rec.get("fit")
+        if fit and not fit.get("fit", True):
+            lines.append(f"**Not fit to judge**: {unfit_line(role, fit)}")
+    if metrics.get("provenance"):
+        lines.append(describe(metrics["provenance"]) + ".")
+    return lines
 
 
 def _overview(inputs: Inputs) -> Section:
     reg = inputs.metrics["regression"]
     n = next(iter(reg.values()))["n"]
     models = ", ".join(f"`{m}`" for m in inputs.models)
-    blocks: list[Block] = [
+    blocks: list[Block] = [*_warnings(inputs),
         f"Regression set: {n:,} examples, {len(inputs.names)} classes. Models: {models} (predictions in "
         f"`{inputs.models[BASELINE].parent}`). Every model is compared with `old`, the model in production.",
         f"Selected candidate: `{inputs.candidate}`." if inputs.candidate else
@@ -282,13 +321,45 @@ def _bcwi(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
     if summary.exists():
         b = read_json(summary)
         sel = b["selected"]
+        choice = sel.get("choice") or {}
+        sure = ""
+        if choice.get("distribution"):
+            spread = ", ".join(f"{float(k):.2f}: {100 * v:.0f}%" for k, v in sorted(choice["distribution"].items(),
+                                                                                   key=lambda kv: float(kv[0])))
+            sure = (f" The same alpha is chosen on {100 * choice['stability']:.0f}% of 1,000 bootstrap resamples of "
+                    f"dev (alpha: share of resamples — {spread}).")
+        half = b.get("new_dev_ci_halfwidth")
         blocks.append(
-            f"Selected: {sel['variant']} alpha {sel['alpha']:.2f} ({sel['reason']}). Tolerance "
-            f"{100 * b['tolerance']:.2f} points; the 95% interval of new's dev accuracy "
-            f"({100 * b['new_dev_accuracy']:.2f}%) is ± {100 * b['new_dev_ci_halfwidth']:.2f} points wide, so dev "
-            "differences smaller than that are noise."
+            f"Selected: {sel['variant']} alpha {sel['alpha']:.2f} ({sel['reason']})." + sure
+            + ("" if sel.get("admissible", True) else " No alpha met the rule: this is the safe fallback.")
+            + (f" The 95% interval of new's dev accuracy ({100 * b['new_dev_accuracy']:.2f}%) is ± {100 * half:.2f} "
+               "points wide: dev differences smaller than that are noise." if half is not None else "")
         )
     return Section("BCWI alpha curve", blocks)
+
+
+def _training(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
+    reports = _train_reports(inputs)
+    rows = []
+    for role, r in reports.items():
+        curve = r.get("epoch_curve") or []
+        fit = r.get("fit") or {}
+        rows.append([role, str(r.get("schedule", "")), str(len(curve) or r.get("epochs_run", "")),
+                     str(r.get("best_epoch", "")),
+                     " ".join(f"{100 * e['dev_accuracy']:.1f}" for e in curve if "dev_accuracy" in e),
+                     " ".join(f"{e['train_loss']:.2f}" for e in curve),
+                     "" if not fit else ("yes" if fit.get("fit") else "NO: " + ", ".join(fit.get("failed", [])))])
+    if not rows:
+        return Section("Training", ["No train reports (train/<role>.json) beside these predictions."])
+    blocks: list[Block] = [
+        Table(["model", "schedule", "epochs", "kept", "dev accuracy % per epoch", "train loss per epoch", "fit"],
+              rows, left_columns=1),
+        "auto: up to max_epochs, the epoch with the best dev accuracy kept, stopped after `patience` epochs "
+        "without improvement. Fit to judge: dev accuracy beats the majority class and chance, the training "
+        "loss fell well below ln(classes), and it was no longer falling steeply when training ended."]
+    if "epoch_curves.png" in pngs:
+        blocks.insert(0, Image("plots/epoch_curves.png", pngs["epoch_curves.png"], "epoch curves"))
+    return Section("Training", blocks)
 
 
 def _flips(inputs: Inputs, pngs: dict[str, bytes], top: int) -> list[Section]:
@@ -333,7 +404,7 @@ def _files(inputs: Inputs) -> Section:
 def document(inputs: Inputs, pngs: dict[str, bytes], top: int) -> Document:
     parts = _parts(inputs)
     sections = [_overview(inputs), *([_seeds(inputs)] if inputs.runs else []), _comparison(inputs), *([parts] if parts else [])]
-    sections += [_bcwi(inputs, pngs), *_flips(inputs, pngs, top), _files(inputs)]
+    sections += [_training(inputs, pngs), _bcwi(inputs, pngs), *_flips(inputs, pngs, top), _files(inputs)]
     return Document("flipgate report", sections)
 
 
@@ -358,7 +429,7 @@ def build_report(predictions: str | Path, data: str | Path, reports: str | Path,
         raise FlipgateError(f"--candidate {candidate!r}: no {predictions}/{candidate}/ folder; present: {list(models)}")
     inputs = Inputs(models=models, names=names, metrics=evaluate(models, BASELINE, REFERENCE, num_old), ledger=ledger,
                     candidate=candidate or find_candidate(context, models), context=context, level=level,
-                    runs=aggregate.load_runs(list(runs)) if runs else [])
+                    runs=aggregate.load_runs(list(runs)) if runs else [], data=Path(data))
     pngs = make_plots(inputs)
     return write_outputs(inputs, pngs, document(inputs, pngs, top), reports)
 

@@ -75,3 +75,24 @@ def per_class_nfr_png(nfr: dict[str, np.ndarray], names: list[str], title: str) 
         ax.legend(fontsize=8)
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def epoch_curves_png(curves: dict[str, list[dict]], kept: dict[str, int]) -> bytes:
+    """Training loss and dev accuracy per epoch, one line per model; the kept epoch marked."""
+    fig = Figure(figsize=(10, 3.8), constrained_layout=True)
+    loss_ax, acc_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for model, rows in curves.items():
+        epochs = [r["epoch"] for r in rows]
+        (line,) = loss_ax.plot(epochs, [r["train_loss"] for r in rows], marker="o", ms=3, label=model)
+        acc = [100 * r["dev_accuracy"] for r in rows if "dev_accuracy" in r]
+        if acc:
+            acc_ax.plot(epochs[: len(acc)], acc, marker="o", ms=3, color=line.get_color(), label=model)
+            k = kept.get(model)
+            if k and 0 < k <= len(acc):
+                acc_ax.plot([k], [acc[k - 1]], marker="*", ms=12, color=line.get_color())
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    acc_ax.set(xlabel="epoch", ylabel="dev accuracy (%)", title="dev accuracy (star: the epoch kept)")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _png(fig)
