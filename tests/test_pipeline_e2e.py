@@ -39,7 +39,7 @@ def repo(tmp_path_factory, tiny_bert):
     params["base"].update(model=str(tiny_bert), max_length=32, eval_batch_size=32)
     params["data"].update(source="files", files={"old": "userdata/old.jsonl", "new": ["userdata/updates"],
                                                  "dev": "userdata/dev.jsonl", "regression": "userdata/reg.jsonl"})
-    for role in ("train_old", "train_target", "train_new"):
+    for role in ("train_old", "train_target", "train_new", "gated_fusion"):
         params[role].update(TRAIN)
     params["bcwi"].update(variants=["plain", "fisher", "soup"], soup_k=2)  # every variant, its stage too
     (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -212,3 +212,26 @@ def test_adding_a_seed_runs_only_that_seed_and_the_report(repo):
     assert "Across seeds (2 runs)" in (tmp / "reports" / "report.md").read_text()
     show = sh([str(Path(sys.executable).parent / "flipgate"), "show"], tmp, env)
     assert show.returncode == 0 and "mean ± std over 2 seeds" in show.stdout, show.stdout + show.stderr
+
+
+def test_show_says_when_the_figures_are_stale(repo):
+    """A `dvc repro` that stops at validation leaves the earlier run's tables: `flipgate show` says so."""
+    tmp, env = repo
+    flipgate = str(Path(sys.executable).parent / "flipgate")
+    fresh = sh([flipgate, "show"], tmp, env)
+    assert fresh.returncode == 0 and "STALE" not in fresh.stdout, fresh.stdout
+    assert "data: files (userdata/old.jsonl" in fresh.stdout and "regression 80" in fresh.stdout
+    bad = tmp / "userdata" / "updates" / "bad.jsonl"
+    bad.write_text('{"id": "z1", "text": "", "label": 1}\n')  # an empty text: validation stops the run
+    assert sh(["dvc", "add", "-q", "userdata/updates"], tmp, env).returncode == 0
+    try:
+        run = sh(["dvc", "repro"], tmp, env)
+        assert run.returncode != 0
+        stale = sh([flipgate, "show"], tmp, env)
+        assert stale.returncode == 0
+        first = stale.stdout.splitlines()[0]
+        assert first.startswith("STALE: data/update changed since these figures were computed"), stale.stdout
+        assert "`dvc status` lists stages out of date" in stale.stdout and "validate" in stale.stdout
+    finally:
+        bad.unlink()
+        sh(["dvc", "add", "-q", "userdata/updates"], tmp, env)
