@@ -29,6 +29,7 @@ from flipgate.data import update
 from flipgate.io import read_json, read_table, write_json
 from flipgate.mitigation.cache import time_exact_search
 from flipgate.mitigation.ensemble import KINDS, align_tables, dev_tolerance, ensemble, score
+from flipgate.mitigation.select import rule_from
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
 from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, fit, predict_splits, score_outputs
 from flipgate.models.device import get_device
@@ -50,9 +51,9 @@ def parse_config(spec: str, defaults: dict) -> tuple[str, GatedFusion]:
 
 
 def train_config(section, base, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=section.epochs, lr=section.lr, batch_size=section.batch_size,
-                       warmup_ratio=section.warmup_ratio, weight_decay=section.weight_decay,
-                       grad_clip=section.grad_clip, max_length=base.max_length, seed=seed)
+    from flipgate.stage import train_config as from_section
+
+    return from_section(section, base.max_length, seed)
 
 
 def ensure_model(
@@ -111,12 +112,15 @@ def benchmark(args) -> dict:
                                args.params, device, seed)
     tables = {m: {s: read_table(preds / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new")}
     splits = {s: update.load_split(args.data, s) for s in SPLITS}
-    ens = load_section("ensembles", args.params)
+    ens, gate = load_section("ensembles", args.params), load_section("gate", args.params)
     tol = dev_tolerance(ens.tolerance, tables["new"]["dev"], ens.ci_level)
+    new_dev = tables["new"]["dev"]
+    rule, _ = rule_from(ens.objective, gate.nfr_budget, ens.confidence, gate.min_gain, ens.tolerance, ens.ci_level,
+                        int((new_dev["pred"] == new_dev["label"]).sum()), len(new_dev))
     new_dev_acc = float((tables["new"]["dev"]["pred"] == tables["new"]["dev"]["label"]).mean())
     rows, results = [], {}
     for kind in KINDS:
-        res = ensemble(kind, tables["old"], tables["new"], ens.alphas, ens.tolerance, ens.ci_level)
+        res = ensemble(kind, tables["old"], tables["new"], ens.alphas, rule)
         rows.append(row(f"ensemble_{kind} (alpha {res.alpha:g})", res.metrics["dev"], res.metrics["regression"]))
     defaults = read_params(args.params).get("gated_fusion") or {}
     for spec in args.configs:
@@ -128,7 +132,7 @@ def benchmark(args) -> dict:
         init = {"old": str(old_dir), "base": base.model}.get(p.init, p.init)
         t = time.perf_counter()
         gf, train = fit(str(old_dir), init, labels, update.load_split(args.data, "updated"), config, schedule,
-                        device, base.max_length, base.eval_batch_size)
+                        device, base.max_length, base.eval_batch_size, dev=splits["dev"])
         outputs = predict_splits(gf, splits, tables["old"], p.cache_fractions, seed)
         report = score_outputs(outputs, tables["old"], tables["new"])
         ratio = train.seconds / new_seconds if new_seconds else None
