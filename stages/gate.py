@@ -15,18 +15,8 @@ from flipgate import stage
 from flipgate.gate.cli import gate_files, read_golden_ids, write_markdown
 from flipgate.gate.policy import Policy
 from flipgate.io import read_json, write_json
-from flipgate.models.fit import unfit_line
+from flipgate.models.fit import unfit_models
 from flipgate.params import load_section
-
-
-def unfit_models(folder: Path) -> dict[str, str]:
-    """role -> why, for every train report in `folder` whose fit checks failed."""
-    out = {}
-    for path in sorted(folder.glob("*.json")):
-        fit = read_json(path).get("fit")
-        if fit and not fit["fit"]:
-            out[path.stem] = unfit_line(path.stem, fit)
-    return out
 
 
 def main() -> None:

@@ -88,8 +88,9 @@ def stale_reasons(snap: dict | None, data_dir: str | Path, params: dict) -> list
     source = source if source != "hf" else f"hf:{(data.get('hf') or {}).get('dataset')}"
     files = _source_files(data)
     if source != snap.get("data_source") or files != snap.get("data_files"):
-        reasons.append(f"params.yaml's data source is now {source} {files or ''}, these figures are from "
-                       f"{snap.get('data_source')} {snap.get('data_files') or ''}; run `dvc repro`".replace("  ", " "))
+        now_from = " ".join([source, *files])
+        then_from = " ".join([str(snap.get("data_source")), *(snap.get("data_files") or [])])
+        reasons.append(f"params.yaml's data source is now {now_from}; these figures are from {then_from}; run `dvc repro`")
     elif [list(s) for f in files for s in _file_signature(Path(f))] != snap.get("source_signature"):
         reasons.append("the data files changed after these figures were computed; run `dvc repro`")
     return reasons

@@ -14,7 +14,9 @@ Checks (each: observed, threshold, pass/fail):
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -81,3 +83,13 @@ def _check(name: str, observed, op: str, threshold: float, ok: bool, detail: str
 def unfit_line(role: str, fit: dict) -> str:
     """One line for a log, a report or the gate: which model, which checks failed, what to change."""
     return f"{role} is not fit to judge (failed: {', '.join(fit['failed'])}): {fit['advice']}"
+
+
+def unfit_models(folder: str | Path) -> dict[str, str]:
+    """role -> unfit_line, for every train report (<role>.json) in `folder` whose fit checks failed."""
+    out = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        fit = json.loads(path.read_text()).get("fit")
+        if fit and not fit["fit"]:
+            out[path.stem] = unfit_line(path.stem, fit)
+    return out

@@ -72,8 +72,9 @@ def check_fit(role: str, result: TrainResult, train_labels, dev: pd.DataFrame, d
               num_classes: int) -> dict:
     """fit_checks on a finished training run; logs a warning naming the model when it fails."""
     kept = result.best_epoch or len(result.epoch_loss)
-    fit = fit_checks(result.epoch_loss, kept, result.best_epoch is not None and (result.stopped_early or kept < len(result.epoch_loss)),
-                     np.asarray(train_labels), dev["label"].to_numpy(), dev_pred, num_classes)
+    ended_on_dev = result.stopped_early or kept < len(result.epoch_loss)  # dev, not the epoch budget, ended it
+    fit = fit_checks(result.epoch_loss, kept, ended_on_dev, np.asarray(train_labels), dev["label"].to_numpy(),
+                     dev_pred, num_classes)
     if not fit["fit"]:
         log.warning("%s", unfit_line(role, fit))
     return fit
