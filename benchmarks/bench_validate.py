@@ -44,14 +44,16 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n_old, n_new = int(args.rows * 0.6), int(args.rows * 0.2)
     old, new = synthetic("o", n_old, rng), synthetic("n", n_new, rng)
-    reg = synthetic("r", args.rows - n_old - n_new, rng)
+    n_dev = int(args.rows * 0.05)
+    dev = synthetic("d", n_dev, rng)
+    reg = synthetic("r", args.rows - n_old - n_new - n_dev, rng)
     times = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        result = validate_update(old, new, reg, old_labels=[0, 1])
+        result = validate_update(old, new, reg, dev=dev, old_labels=[0, 1])
         times.append(time.perf_counter() - start)
         assert result.success, [c.summary() for c in result.failures]
-    print(f"rows: {args.rows} (old {len(old)}, new {len(new)}, regression {len(reg)}), checks: {len(result.checks)}")
+    print(f"rows: {args.rows} (old {len(old)}, new {len(new)}, dev {len(dev)}, regression {len(reg)}), checks: {len(result.checks)}")
     print(f"validate_update wall time: median {statistics.median(times):.2f} s, runs {_round(times)} (goal < 10 s)")
     print(f"import great_expectations (fresh interpreter): median {statistics.median(imports):.2f} s, runs {_round(imports)}")
 

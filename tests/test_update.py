@@ -8,7 +8,7 @@ import pytest
 
 from flipgate.data import sources, update
 from flipgate.errors import FlipgateError
-from flipgate.params import load_section, load_seeds
+from flipgate.params import check_all, load_section, load_seeds
 
 from conftest import toy_frame
 
@@ -110,9 +110,9 @@ def test_seeds_default_order_and_bad_values(tmp_path):
     assert load_seeds(p) == [0]
     p.write_text("seeds: [2, 0, 1]\n")
     assert load_seeds(p) == [2, 0, 1]  # order kept: the first is the primary run
-    for bad in ("[]", "[1, 1]", "[-1]", "'0'", "[0.5]", "[true]"):
+    for bad in ("[]", "[1, 1]", "[-1]", "'0'", "[0.5]", "[true]", "[4294967296]"):
         p.write_text(f"seeds: {bad}\n")
-        with pytest.raises(FlipgateError, match="seeds: expected a non-empty list of distinct non-negative integers"):
+        with pytest.raises(FlipgateError, match=r"seeds: expected a non-empty list of distinct integers in \[0, 2\*\*32\)"):
             load_seeds(p)
 
 
@@ -122,7 +122,49 @@ def test_a_stage_refuses_a_repeated_seed_before_writing(tmp_path):
     (tmp_path / "params.yaml").write_text("seeds: [1, 1]\ntracking: {enabled: false}\n")
     run = subprocess.run([sys.executable, str(root / "stages" / "update.py"), "data/update"], cwd=tmp_path,
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root / "src")})
-    assert run.returncode == 1
-    assert run.stderr.strip().endswith("params.yaml: seeds: expected a non-empty list of distinct non-negative "
-                                       "integers, e.g. [0, 1, 2]; got [1, 1]")
+    assert run.returncode == 3  # bad input
+    assert run.stderr.strip().endswith("params.yaml: seeds: expected a non-empty list of distinct integers in "
+                                       "[0, 2**32), e.g. [0, 1, 2]; got [1, 1]")
     assert not (tmp_path / "data").exists()
+
+
+def test_whole_params_file_is_checked_at_once_with_every_bad_key_named(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("seeds: [4294967296]\nbcwi: {alphas: []}\ntrain_new: {epochs: true}\n"
+                 "data: {source: files, files: {old: a.jsonl, new: [], dev: d.jsonl, regression: r.jsonl}}\n")
+    with pytest.raises(FlipgateError) as err:
+        check_all(p)
+    msg = str(err.value)
+    for key in ("data.files.new", "train_new.epochs", "bcwi.alphas", "seeds"):
+        assert key in msg, key
+    p.write_text("data: {source: files}\nupdate: {new_classes: [a]}\n")
+    with pytest.raises(FlipgateError, match=r"data.files: required .*; update.new_classes: set data.scenario: add_classes"):
+        check_all(p)
+    p.write_text("base: {}\n")
+    assert set(check_all(p)) >= {"base", "bcwi", "gate"}
+
+
+def test_a_bad_key_of_a_later_stage_stops_the_first_stage_before_it_writes(tmp_path):
+    """`bcwi.alphas: []` used to pass `update`, `validate` and three trainings before bcwi refused it."""
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text("bcwi: {alphas: []}\ntracking: {enabled: false}\n")
+    run = subprocess.run([sys.executable, str(root / "stages" / "update.py"), "data/update"], cwd=tmp_path,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root / "src")})
+    assert run.returncode != 0
+    assert "bcwi.alphas: Value error, alphas must be a non-empty list" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_labels_1_and_1_0_are_one_class_and_a_missing_label_names_the_file(tmp_path):
+    pd.DataFrame({"text": ["a", "b"], "label": [1, 0]}).to_json(tmp_path / "int.jsonl", orient="records", lines=True)
+    (tmp_path / "float.csv").write_text("text,label\nc,1.0\nd,0.0\n")
+    got = sources.load_files([str(tmp_path / "int.jsonl"), str(tmp_path / "float.csv")], "data.files.old", "text", "label", None)
+    assert got["label"].tolist() == ["1", "0", "1", "0"]
+    assert update.label_map(got["label"], got["label"], allow_new=True, where="x") == ["0", "1"]
+    (tmp_path / "hole.csv").write_text("text,label\ne,1\nf,\ng,0\n")
+    with pytest.raises(FlipgateError, match=r"hole.csv: column 'label': 1 row\(s\) have no label \(first at row 1\)"):
+        sources.load_files([str(tmp_path / "hole.csv")], "data.files.old", "text", "label", None)
+    (tmp_path / "names.jsonl").write_text('{"text": "h", "label": "alarm_set"}\n{"text": "i", "label": "1.5"}\n')
+    got = sources.load_files([str(tmp_path / "names.jsonl")], "k", "text", "label", None)
+    assert got["label"].tolist() == ["alarm_set", "1.5"]

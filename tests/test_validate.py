@@ -32,12 +32,12 @@ def frame(prefix: str, n: int, labels=(0, 1)) -> pd.DataFrame:
 
 
 def clean() -> dict[str, pd.DataFrame]:
-    return {"old": frame("old", 40), "new": frame("new", 20), "regression": frame("reg", 20)}
+    return {"old": frame("old", 40), "new": frame("new", 20), "dev": frame("dev", 20), "regression": frame("reg", 20)}
 
 
 def run(frames: dict[str, pd.DataFrame], **kw):
     kw = {"old_labels": [0, 1], "names": NAMES, **kw}
-    return validate_update(frames["old"], frames["new"], frames["regression"], **kw)
+    return validate_update(frames["old"], frames["new"], frames["regression"], dev=frames["dev"], **kw)
 
 
 def failed(result) -> set[tuple[str, str, str | None]]:
@@ -49,9 +49,10 @@ def test_clean_update_passes_every_check():
     assert result.success and result.warnings == []
     assert all(c.success for c in result.checks)
     # 1 row count + 3 columns + 3 not-null + unique + blank + length + label set = 11 per file,
-    # plus leakage on old and new, cross-file ids on new, and drift on new.
+    # plus leakage on old and new, cross-file ids on new, drift on new; dev: leakage against the regression
+    # set and the training data, and "dev is not the regression set".
     per_file = {role: sum(c.file == NAMES[role] for c in result.checks) for role in ROLES}
-    assert per_file == {"old": 12, "new": 14, "regression": 11}
+    assert per_file == {"old": 12, "new": 14, "dev": 14, "regression": 11}
     result.raise_for_failures()  # no error
 
 
@@ -210,7 +211,7 @@ def test_reports_are_written_and_readable(tmp_path):
     frames["new"].loc[2, "text"] = None
     json_path, md_path = write_reports(run(frames), tmp_path)
     report = json.loads(json_path.read_text())
-    assert (report["success"], report["n_checks"], report["n_failed"], report["n_warnings"]) == (False, 37, 1, 0)
+    assert (report["success"], report["n_checks"], report["n_failed"], report["n_warnings"]) == (False, 51, 1, 0)
     assert report["files"]["new"]["success"] is False and report["files"]["old"]["success"] is True
     bad = [c for c in report["files"]["new"]["checks"] if not c["success"]]
     assert [(c["expectation"], c["rows"]) for c in bad] == [
@@ -257,3 +258,34 @@ def test_stage_passes_on_clean_files(tmp_path):
     proc = _stage(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "reports" / "validation.json").read_text())["success"] is True
+
+
+def test_a_dev_set_that_is_the_regression_set_fails_even_when_leakage_only_warns():
+    frames = clean()
+    frames["dev"] = frames["regression"].copy()
+    result = run(frames, leakage="warn")
+    assert failed(result) == {(NAMES["dev"], "dev_is_not_the_regression_set", "text")}
+    check = next(c for c in result.failures)
+    assert check.observed == {"share": 1.0}
+    with pytest.raises(FlipgateError, match=r"dev\.parquet: dev_is_not_the_regression_set"):
+        result.raise_for_failures()
+
+
+def test_dev_texts_shared_with_the_regression_set_or_training_data_are_leakage():
+    frames = clean()
+    frames["dev"].loc[0, "text"] = frames["regression"].loc[3, "text"].upper()  # normalised before comparing
+    frames["dev"].loc[1, "text"] = frames["old"].loc[5, "text"]
+    result = run(frames)
+    assert failed(result) == {(NAMES["dev"], "expect_column_values_to_be_in_set", "in_regression"),
+                              (NAMES["dev"], "expect_column_values_to_be_in_set", "in_training")}
+    by_column = {c.column: c for c in result.failures}
+    assert by_column["in_regression"].rows[0]["id"] == "dev0"
+    assert by_column["in_training"].rows[0]["id"] == "dev1"
+    warned = run(frames, leakage="warn")
+    assert warned.success and len(warned.warnings) == 2
+
+
+def test_duplicate_dev_ids_fail_before_any_training():
+    frames = clean()
+    frames["dev"].loc[3, "id"] = "dev2"
+    assert failed(run(frames)) == {(NAMES["dev"], "expect_column_values_to_be_unique", "id")}

@@ -38,10 +38,10 @@ class Base(Section):
 
 
 class Files(Section):
-    old: str  # D_old
-    new: list[str]  # D_new: files and/or folders of jsonl/csv/parquet
-    dev: str
-    regression: str
+    old: str = Field(min_length=1)  # D_old
+    new: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)  # D_new: files and/or folders of jsonl/csv/parquet
+    dev: str = Field(min_length=1)
+    regression: str = Field(min_length=1)
 
     @field_validator("new", mode="before")
     @classmethod
@@ -68,7 +68,7 @@ class Data(Section):
 class Update(Section):
     """Sizes for pooled sources (embedded, hf); ignored for `files`, whose files are the splits."""
 
-    seed: int = 0  # the split's seed, apart from the training `seeds`: every seed's run shares one split
+    seed: int = Field(0, ge=0, lt=2**32)  # the split's seed, apart from the training `seeds`: every seed's run shares one split
     n_old: int = Field(1000, gt=0)
     n_new: int = Field(500, gt=0)
     n_dev: int = Field(1000, gt=0)
@@ -255,9 +255,10 @@ def load_seeds(path: str | Path = "params.yaml", raw: dict | None = None) -> lis
     """The training seeds, in order (the first is the primary run that select, gate and promote use)."""
     raw = read_params(path) if raw is None else raw
     seeds = raw.get(SEEDS, [0])
-    if (not isinstance(seeds, list) or not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+    if (not isinstance(seeds, list) or not seeds
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**32 for s in seeds)
             or len(set(seeds)) != len(seeds)):
-        raise FlipgateError(f"{path}: seeds: expected a non-empty list of distinct non-negative integers, e.g. [0, 1, 2]; "
+        raise FlipgateError(f"{path}: seeds: expected a non-empty list of distinct integers in [0, 2**32), e.g. [0, 1, 2]; "
                             f"got {seeds!r}")
     return seeds
 
@@ -278,3 +279,38 @@ def load_section(name: str, path: str | Path = "params.yaml", raw: dict | None =
 def load_all(path: str | Path = "params.yaml") -> dict[str, Section]:
     raw = read_params(path)
     return {name: load_section(name, path, raw) for name in SECTIONS}
+
+
+def check_all(path: str | Path = "params.yaml") -> dict[str, Section]:
+    """Validate the whole params file (every section, the seeds, and the rules that span sections) and
+    raise one FlipgateError listing every problem. Every stage runs it first, so a bad key fails in
+    seconds, before any training, whichever stage DVC starts with."""
+    raw = read_params(path)
+    problems: list[str] = []
+    sections: dict[str, Section] = {}
+    for name in SECTIONS:
+        try:
+            sections[name] = load_section(name, path, raw)
+        except FlipgateError as exc:
+            problems.append(str(exc).removeprefix(f"{path}: "))
+    try:
+        load_seeds(path, raw)
+    except FlipgateError as exc:
+        problems.append(str(exc).removeprefix(f"{path}: "))
+    if not problems:
+        problems = _cross_section_problems(sections)
+    if problems:
+        raise FlipgateError(f"{path}: " + "; ".join(problems))
+    return sections
+
+
+def _cross_section_problems(s: dict[str, Section]) -> list[str]:
+    data, update = s["data"], s["update"]
+    problems = []
+    if data.source == "files" and data.files is None:
+        problems.append("data.files: required when data.source is files (old, new, dev, regression)")
+    if data.source == "hf" and data.hf is None:
+        problems.append("data.hf: required when data.source is hf (dataset, split)")
+    if update.new_classes and data.scenario != "add_classes":
+        problems.append("update.new_classes: set data.scenario: add_classes to hold classes out of D_old")
+    return problems

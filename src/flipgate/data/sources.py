@@ -1,6 +1,7 @@
 """Where examples come from: the embedded default, local files, or a Hugging Face dataset.
 
-Every loader returns a DataFrame with columns id (str), text (str), label (raw value, str or int).
+Every loader returns a DataFrame with columns id (str), text (str), label (raw value, str or int; files and
+hub datasets give canonical strings, so 1 and 1.0 are one class).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
@@ -72,13 +74,34 @@ def load_files(paths: list[str], key: str, text_column: str, label_column: str, 
                 f"{path}: missing column(s) {missing} (found {list(df.columns)}); "
                 f"set data.text_column / data.label_column in params.yaml"
             )
+        labels = canonical_labels(df[label_column], f"{path}: column {label_column!r}")
         ids = (
             df[id_column].astype(str)
             if id_column and id_column in df.columns
             else pd.Series([f"{path.stem}:{i}" for i in range(len(df))])
         )
-        frames.append(pd.DataFrame({"id": ids.to_numpy(), "text": df[text_column].to_numpy(), "label": df[label_column].to_numpy()}))
+        frames.append(pd.DataFrame({"id": ids.to_numpy(), "text": df[text_column].to_numpy(), "label": labels.to_numpy()}))
     return pd.concat(frames, ignore_index=True)
+
+
+def canonical_labels(labels: pd.Series, where: str) -> pd.Series:
+    """Labels as the strings classes are keyed by: a number that is whole prints as an integer, so 1, 1.0
+    and a float column (e.g. from one missing value in a csv) name one class. A missing label is an error."""
+    missing = labels.isna()
+    if missing.any():
+        raise FlipgateError(f"{where}: {int(missing.sum())} row(s) have no label (first at row {int(missing.to_numpy().argmax())}); "
+                            "label them or drop them")
+    return labels.map(_label_key)
+
+
+def _label_key(v: object) -> str:
+    if isinstance(v, bool | np.bool_):
+        return str(bool(v))
+    if isinstance(v, int | np.integer):
+        return str(int(v))
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def load_hf(dataset: str, config: str | None, split: str, text_column: str, label_column: str) -> pd.DataFrame:
@@ -96,4 +119,5 @@ def load_hf(dataset: str, config: str | None, split: str, text_column: str, labe
     if missing:
         raise FlipgateError(f"data.hf.dataset {dataset!r}: missing column(s) {missing}; found {ds.column_names}")
     df = ds.select_columns([text_column, label_column]).to_pandas()
-    return pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(df))], "text": df[text_column], "label": df[label_column]})
+    labels = canonical_labels(df[label_column], f"data.hf.dataset {dataset!r}: column {label_column!r}")
+    return pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(df))], "text": df[text_column], "label": labels})

@@ -1,9 +1,11 @@
-"""Validate an update's splits (D_old, D_new, D_reg) with a Great Expectations suite.
+"""Validate an update's splits (D_old, D_new, dev, D_reg) with a Great Expectations suite.
 
 Per file: required columns (id, text, label), at least one row, no nulls, text not blank and within
 [min_chars, max_chars] characters, labels in the allowed set, unique ids. Across files: ids unique
-over D_old + D_new, and no text shared between training data and D_reg (texts compared after strip,
-lowercase and whitespace collapse). The cross-file facts are computed in pandas as boolean columns
+over D_old + D_new, no text shared between training data and D_reg, nor between dev and D_reg or the
+training data (texts compared after strip, lowercase and whitespace collapse). Dev chooses alpha and
+the candidate, the regression set judges them: a dev set that is mostly the regression set always
+fails, whatever `leakage` says. The cross-file facts are computed in pandas as boolean columns
 (`id_in_old`, `in_regression`) and checked by GX like any other column, so every verdict and every
 offending row comes out of GX the same way. Leakage can be downgraded to a warning (GX severity) for
 published splits that share a few texts with their test set (MASSIVE add_data shares 7).
@@ -35,7 +37,8 @@ from flipgate.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-ROLES = ("old", "new", "regression")
+ROLES = ("old", "new", "dev", "regression")
+DEV_IS_REGRESSION = 0.5  # share of dev texts found in the regression set above which dev is refused
 REQUIRED_COLUMNS = ("id", "text", "label")
 MAX_ROWS = 10  # offending rows kept per check
 MAX_TEXT = 200  # characters of text kept per offending row
@@ -69,7 +72,7 @@ class Check:
         if "unexpected_count" in self.observed:
             counts = f": {self.observed['unexpected_count']} of {self.observed['element_count']} row(s)"
             values = self.observed.get("unexpected_values")
-            if values and self.column not in ("id_in_old", "in_regression"):
+            if values and self.column not in ("id_in_old", "in_regression", "in_training"):
                 counts += f", e.g. values {values}"
         elif self.observed:
             counts = f": observed {self.observed}"
@@ -139,6 +142,7 @@ def validate_update(
     new: pd.DataFrame,
     regression: pd.DataFrame,
     *,
+    dev: pd.DataFrame,
     old_labels: Collection,
     added_labels: Collection = (),
     scenario: Scenario = "data_update",
@@ -148,7 +152,7 @@ def validate_update(
     leakage: Literal["fail", "warn"] = "fail",
     names: Mapping[str, str] | None = None,
 ) -> ValidationResult:
-    """Run the suite on the three splits. Labels may be class ids or raw names (any hashable).
+    """Run the suite on the four splits. Labels may be class ids or raw names (any hashable).
 
     Allowed labels: D_old always `old_labels`; D_new and D_reg also `added_labels` when
     `scenario == "add_classes"` (D_reg may hold the added classes: old cannot be right on them, so
@@ -157,9 +161,9 @@ def validate_update(
     name for messages.
     """
     names = {role: (names or {}).get(role, role) for role in ROLES}
-    frames = {"old": old, "new": new, "regression": regression}
+    frames = {"old": old, "new": new, "dev": dev, "regression": regression}
     allowed_new = [*old_labels, *added_labels] if scenario == "add_classes" else list(old_labels)
-    allowed = {"old": list(old_labels), "new": allowed_new, "regression": allowed_new}
+    allowed = {"old": list(old_labels), "new": allowed_new, "dev": allowed_new, "regression": allowed_new}
     derived = _cross_file_columns(frames)
     params = {"scenario": scenario, "min_chars": min_chars, "max_chars": max_chars, "drift_threshold": drift_threshold,
               "leakage": leakage, "allowed_labels": {r: [_plain(v) for v in allowed[r]] for r in ROLES}}
@@ -173,6 +177,7 @@ def validate_update(
         specs = _expectations(frame, allowed[role], min_chars, max_chars, leakage, names)
         checks += _run_suite(context, role, names[role], frame, specs)
 
+    checks += _dev_not_regression(frames, names)
     warnings = [f"{c.summary()}; kept as a warning" for c in checks if not c.success and c.severity == "warning"]
     drift, drift_warnings = _drift(old, new, old_labels, scenario, drift_threshold, names)
     checks += drift
@@ -204,11 +209,28 @@ def _cross_file_columns(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, 
         out["new"]["id_in_old"] = new["id"].isin(old["id"].dropna()).to_numpy()
     if "text" in reg:
         reg_texts = normalise_text(reg["text"]).dropna()
-        for role in ("old", "new"):
+        for role in ("old", "new", "dev"):
             if "text" in frames[role]:
                 leaked = normalise_text(frames[role]["text"]).isin(reg_texts)
                 out[role]["in_regression"] = leaked.fillna(False).to_numpy(dtype=bool)
+    train_texts = [normalise_text(frames[r]["text"]).dropna() for r in ("old", "new") if "text" in frames[r]]
+    if "text" in frames["dev"] and train_texts:
+        out["dev"]["in_training"] = normalise_text(frames["dev"]["text"]).isin(pd.concat(train_texts)).fillna(False).to_numpy(dtype=bool)
     return out
+
+
+def _dev_not_regression(frames: dict[str, pd.DataFrame], names: Mapping[str, str]) -> list[Check]:
+    """Dev must not be (mostly) the regression set, whatever `leakage` allows: it would choose what it then judges."""
+    dev, reg = frames["dev"], frames["regression"]
+    if "text" not in dev or "text" not in reg or len(dev) == 0:
+        return []
+    share = float(normalise_text(dev["text"]).isin(normalise_text(reg["text"]).dropna()).mean())
+    return [Check(
+        file=names["dev"], expectation="dev_is_not_the_regression_set", column="text", source="flipgate",
+        description=f"at most {DEV_IS_REGRESSION:.0%} of dev's texts in the regression set {names['regression']} "
+                    "(dev chooses alpha and the candidate; the regression set must judge them on other examples)",
+        success=share <= DEV_IS_REGRESSION, kwargs={"max_share": DEV_IS_REGRESSION}, observed={"share": round(share, 4)},
+    )]
 
 
 def _expectations(frame: pd.DataFrame, allowed: list, min_chars: int, max_chars: int, leakage: str,
@@ -237,6 +259,10 @@ def _expectations(frame: pd.DataFrame, allowed: list, min_chars: int, max_chars:
         specs.append(gxe.ExpectColumnValuesToBeInSet(
             column="in_regression", value_set=[False], severity="warning" if leakage == "warn" else "critical",
             description=f"text not shared with the regression set {names['regression']} (leakage)"))
+    if "in_training" in frame:
+        specs.append(gxe.ExpectColumnValuesToBeInSet(
+            column="in_training", value_set=[False], severity="warning" if leakage == "warn" else "critical",
+            description=f"text not shared with the training data {names['old']}, {names['new']} (leakage)"))
     return specs
 
 
