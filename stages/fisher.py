@@ -23,7 +23,7 @@ def main() -> None:
     run = stage.current()
     old_dir, out = run.models / "old", run.models / "fisher"
     base, bcwi = load_section("base"), load_section("bcwi")
-    with atomic_path(out) as tmp:
+    with atomic_path(out, folder=True) as tmp:
         tmp.mkdir()
         if "fisher" not in bcwi.variants:
             write_json({"fisher": "off", "why": "bcwi.variants has no fisher"}, tmp / "off.json")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from flipgate import stage
-from flipgate.gate.cli import gate_files, read_golden_ids, write_markdown
+from flipgate.gate.cli import gate_files, golden_ids_path, read_golden_ids, write_markdown
 from flipgate.gate.policy import Policy
 from flipgate.io import read_json, write_json
 from flipgate.models.fit import unfit_models
@@ -23,10 +23,11 @@ def main() -> None:
     baseline, candidate = sys.argv[1:3]
     train_reports = Path(sys.argv[3]) if len(sys.argv) > 3 else None
     g = load_section("gate")
-    golden = read_golden_ids(Path(g.golden_ids_file)) if g.golden_ids_file else frozenset()
+    golden_file = golden_ids_path(g.golden_ids_file, "params.yaml")  # relative to params.yaml, as in the CLI
+    golden = read_golden_ids(golden_file) if golden_file else frozenset()
     policy = Policy(nfr_budget=g.nfr_budget, upper_bound=g.upper_bound, ci_level=g.ci_level, min_gain=g.min_gain,
                     per_class_budget=g.per_class_budget, golden_ids=golden)
-    decision = gate_files(baseline, candidate, policy, allow_identical=True)
+    decision = gate_files(baseline, candidate, policy, allow_identical=True, golden_source=golden_file)
     meta_path = Path(candidate).parent / "candidate.json"
     meta = read_json(meta_path) if meta_path.exists() else {}
     if meta:

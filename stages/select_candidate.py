@@ -23,7 +23,7 @@ def main() -> None:
                         int((ref["pred"] == ref["label"]).sum()), len(ref))
     result = choose_candidate(pred_root, sel.candidates, sel.reference, rule)
     name = result["candidate"]
-    with atomic_path(out) as tmp:
+    with atomic_path(out, folder=True) as tmp:
         tmp.mkdir()
         for split in ("dev", "regression"):
             shutil.copyfile(pred_root / name / f"{split}.parquet", tmp / f"{split}.parquet")

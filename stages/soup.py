@@ -24,7 +24,7 @@ def main() -> None:
     old_dir, new_dir, out = run.models / "old", run.models / "new", run.models / "soup"
     base, bcwi, hp = load_section("base"), load_section("bcwi"), load_section("train_new")
     if "soup" not in bcwi.variants:
-        with atomic_path(out) as tmp:
+        with atomic_path(out, folder=True) as tmp:
             tmp.mkdir()
             write_json({"soup": "off", "why": "bcwi.variants has no soup"}, tmp / "off.json")
         return

@@ -11,6 +11,7 @@ import sys
 
 from flipgate import stage
 from flipgate.data import update
+from flipgate.errors import EXIT_USAGE
 from flipgate.io import write_json
 from flipgate.models.device import get_device
 from flipgate.models.run import EVAL_SPLITS, fine_tune, from_registry
@@ -50,7 +51,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 3 or sys.argv[1] not in TRAIN_SPLIT:
-        sys.exit(__doc__)
+        print(__doc__, file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     role = sys.argv[1]
     stage.run(f"train_{role}", main, sections=("base", f"train_{role}"), metrics=(f"reports/train/{role}.json",),
               artifacts=(f"reports/train/{role}.json", f"predictions/{role}"))

@@ -137,9 +137,9 @@ def test_stage_writes_tables_and_report_into_its_seed_run_folder(tmp_path):
     assert not (tmp_path / "reports").exists() and not (tmp_path / "predictions").exists()
 
     bad = subprocess.run([*stage, "--run", "seeds/4", "--seed", "four"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert bad.returncode == 1 and bad.stderr.strip() == (
+    assert bad.returncode == 64 and bad.stderr.strip() == (  # a usage error
         "ensembles: error: argument --seed: invalid int value: 'four' (per-seed stages take --run seeds/<seed> --seed <seed>)")
     assert not (tmp_path / "seeds" / "4").exists()
     unseeded = subprocess.run([*stage, "--run", "seeds/4"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert unseeded.returncode == 1 and "--run seeds/4 without --seed" in unseeded.stderr
+    assert unseeded.returncode == 64 and "--run seeds/4 without --seed" in unseeded.stderr
     assert not (tmp_path / "seeds" / "4").exists()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,30 +19,107 @@ import pandas as pd
 
 from flipgate.errors import FlipgateError
 
+log = logging.getLogger(__name__)
+
 PREDICTION_COLUMNS = ("id", "label", "pred")
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds.
+def atomic_path(path: str | Path, *, folder: bool | None = None) -> Iterator[Path]:
+    """Yield a temp path beside `path`; move it onto `path` only if the block succeeds, so a crash never
+    leaves a half-written artifact.
 
-    Works for files and folders, so a crash never leaves a half-written artifact.
+    folder=False (a file): an existing folder at `path` is refused at once, before the block runs; a
+    file never replaces a folder (`--json reports/` must not wipe reports/). folder=True (a folder): an
+    existing folder at `path` is replaced as a whole; an existing file is refused. folder=None (the
+    caller does not say): decided by what the block wrote, with the same refusals, after the block.
+    Temp names carry the writer's pid and host; the leftovers of a killed writer of the same target
+    (its pid no longer alive on this host) are removed here, at the next write.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _refuse_target(path, folder)
+    _make_parent(path)
+    _remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
+        _refuse_target(path, folder if folder is not None else target.is_dir() and not target.is_symlink())
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            os.replace(path, tmp / ".replaced")  # out of the way in one rename; removed with tmp below
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _refuse_target(path: Path, folder: bool | None) -> None:
+    if folder is False and path.is_dir():
+        raise FlipgateError(f"{path}: is a folder; name a file inside it (a file write never replaces a folder)")
+    if folder is True and path.exists() and not path.is_dir():
+        raise FlipgateError(f"{path}: is a file, where a folder is written; move it away or name another path")
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise FlipgateError(f"{path}: cannot create its folder {path.parent}: a file stands in the way ({exc})") from exc
+
+
+def _writer_tag() -> str:
+    """pid@host of this process, for temp names: on a shared filesystem only this host's pids are judged."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c == "-") or "host"
+    return f"{os.getpid()}@{host}"
+
+
+_LEGACY_TEMP_AGE_S = 24 * 3600  # temps named before the pid was in the name: removed once a day old
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove `.NAME.<pid>@<host>.XXXX.tmp` beside `path` whose writer is dead (and pid-less temps of
+    earlier versions older than a day). A live or unknown writer's temp is always left alone."""
+    prefix = f".{path.name}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+    except OSError:
+        return
+    here = _writer_tag().split("@", 1)[1]
+    for tmp in candidates:
+        rest = tmp.name[len(prefix):-len(".tmp")]
+        writer, _, random_part = rest.rpartition(".")
+        pid, at, host = writer.partition("@")
+        if at and pid.isdigit() and host == here:
+            stale = not _pid_alive(int(pid))
+        elif not writer and random_part:  # the earlier `.NAME.XXXX.tmp`, no pid to ask
+            stale = _age_s(tmp) > _LEGACY_TEMP_AGE_S
+        else:  # another target's temp (e.g. `.gate.json.*` beside `gate`), or another host's
+            stale = False
+        if stale:
+            log.info("removing %s, left by a killed write of %s", tmp, path)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # exists, owned by someone else (or cannot tell: keep it)
+        return True
+    return True
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def write_json(obj: object, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, folder=False) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
@@ -55,16 +135,18 @@ def _json_default(obj: object) -> object:
 
 def read_json(path: str | Path) -> object:
     path = Path(path)
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder, not a JSON file; name the file")
     if not path.exists():
         raise FlipgateError(f"{path}: file not found; run the stage that writes it first (`dvc repro`)")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FlipgateError(f"{path}: not valid JSON ({exc}); delete it and rerun its stage") from exc
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, folder=False) as tmp:
         df.to_parquet(tmp, index=False)
 
 
@@ -84,10 +166,13 @@ def predictions_frame(ids, labels, logits: np.ndarray) -> pd.DataFrame:
 def read_table(path: str | Path, columns: tuple[str, ...] = PREDICTION_COLUMNS) -> pd.DataFrame:
     """Read a predictions table (parquet, csv or jsonl) and check its columns.
 
-    Raises FlipgateError naming the file when it is missing, unreadable, lacks a column, or has
-    duplicate ids.
+    Raises FlipgateError naming the file when it is missing (or a folder), unreadable, lacks a column,
+    has ids that are not scalar text (bytes that are not UTF-8, lists), missing or duplicate ids, or
+    labels/preds that are not int64 class ids.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder, not a predictions file; name the file (.parquet, .csv or .jsonl)")
     if not path.exists():
         raise FlipgateError(f"{path}: file not found")
     suffix = path.suffix.lower()
@@ -97,7 +182,7 @@ def read_table(path: str | Path, columns: tuple[str, ...] = PREDICTION_COLUMNS) 
         elif suffix == ".csv":
             df = pd.read_csv(path, dtype={"id": str})
         elif suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=suffix == ".jsonl", dtype={"id": str})
+            df = pd.read_json(path, lines=suffix == ".jsonl", dtype={"id": object})  # ids as written
         else:
             raise FlipgateError(f"{path}: unknown format {suffix!r}; use .parquet, .csv or .jsonl")
     except FlipgateError:
@@ -107,16 +192,50 @@ def read_table(path: str | Path, columns: tuple[str, ...] = PREDICTION_COLUMNS) 
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise FlipgateError(f"{path}: missing column(s) {missing}; a predictions table needs {list(columns)}")
-    df["id"] = df["id"].astype("string")
-    if df["id"].isna().any():
-        raise FlipgateError(f"{path}: {int(df['id'].isna().sum())} row(s) have no id")
+    df["id"] = text_ids(df["id"], path)
+    no_id = df["id"].isna() | (df["id"] == "")
+    if no_id.any():
+        raise FlipgateError(f"{path}: {int(no_id.sum())} row(s) have no id")
     dup = df["id"].duplicated()
     if dup.any():
         raise FlipgateError(f"{path}: {int(dup.sum())} duplicate id(s), e.g. {df['id'][dup].iloc[0]!r}")
     for col in ("label", "pred"):
-        if col in columns and not pd.api.types.is_integer_dtype(df[col]):
-            raise FlipgateError(f"{path}: column {col!r} must hold integer class ids, found {df[col].dtype}")
+        if col in columns:
+            df[col] = _class_ids(df[col], path, col)
     return df
+
+
+def text_ids(ids: pd.Series, path: Path) -> pd.Series:
+    """The id column as strings. Integers and text are ids; UTF-8 bytes are decoded; anything else
+    (floats: a missing id turns an integer column into floats; lists; bytes that are not text) is refused."""
+    if pd.api.types.is_float_dtype(ids) and len(ids):
+        raise FlipgateError(f"{path}: column 'id' holds floats ({ids.dtype}); ids must be text or integers "
+                            "(a missing id turns an integer column into floats)")
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True) not in ("string", "integer", "empty"):
+        for i, value in enumerate(ids):  # slow path, only for unusual columns: find the first bad row
+            if isinstance(value, bytes):
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise FlipgateError(f"{path}: id in row {i} is bytes that are not UTF-8 text ({value[:20]!r}); "
+                                        "ids must be text or integers") from None
+            elif not (isinstance(value, (str, int, np.integer)) or value is None or value is pd.NA
+                      or (isinstance(value, float) and value != value)):
+                raise FlipgateError(f"{path}: id in row {i} is a {type(value).__name__} ({str(value)[:40]}); "
+                                    "ids must be text or integers, one per row")
+        ids = ids.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+    return ids.astype("string")
+
+
+def _class_ids(values: pd.Series, path: Path, col: str) -> pd.Series:
+    """An integer column as int64, refusing other types and values beyond int64 (a uint64 column)."""
+    if not pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise FlipgateError(f"{path}: column {col!r} must hold integer class ids, found {values.dtype}")
+    if values.isna().any():
+        raise FlipgateError(f"{path}: {int(values.isna().sum())} row(s) have no {col}")
+    if pd.api.types.is_unsigned_integer_dtype(values) and len(values) and values.max() > np.iinfo(np.int64).max:
+        raise FlipgateError(f"{path}: column {col!r} holds {values.max()}, beyond int64; class ids are small integers")
+    return values.astype(np.int64)
 
 
 def logits_matrix(df: pd.DataFrame) -> np.ndarray:

@@ -12,11 +12,19 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flipgate.errors import FlipgateError
+from flipgate.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    FlipgateError,
+    UsageError,
+    internal_error_line,
+)
 from flipgate.io import read_json, write_json
 
 __all__ = ["FlipgateError", "Run", "current", "run", "log"]
@@ -87,9 +95,9 @@ def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None]:
     try:
         opts, rest = parser.parse_known_args(argv[1:])
     except argparse.ArgumentError as exc:
-        raise FlipgateError(f"{exc} ({usage})") from None
+        raise UsageError(f"{exc} ({usage})") from None
     if opts.run is not None and opts.seed is None:
-        raise FlipgateError(f"--run {opts.run} without --seed ({usage})")
+        raise UsageError(f"--run {opts.run} without --seed ({usage})")
     return [argv[0], *rest], (None if opts.seed is None else Run(opts.run or Path("."), opts.seed))
 
 
@@ -110,8 +118,9 @@ def run(
     """Run a stage's main(), write its wall time to <run>/reports/timings/<name>.json, then log the
     stage to MLflow: `sections` of params.yaml as params, the numeric leaves of the `metrics` JSON files
     as metrics, and `artifacts` (files or folders); both are paths inside the run folder. On
-    FlipgateError print one line and exit 1; outputs are written atomically, so nothing half-written
-    stays behind."""
+    FlipgateError print one line and exit 3 (bad input; 64 for a wrong --run/--seed); on any other
+    exception print one line, the traceback only with FLIPGATE_VERBOSE=1, and exit 70 (internal error).
+    Outputs are written atomically, so nothing half-written stays behind."""
     global _current
     _configure()
     start = time.perf_counter()
@@ -132,8 +141,19 @@ def run(
         if track:  # a stage that opens its own MLflow run (promote) passes track=False
             _track(f"{name}@{here.seed}" if seeded else name, here.seed, sections,
                    [*(str(here.root / m) for m in metrics), str(timing)], [str(here.root / a) for a in artifacts])
+    except UsageError as exc:
+        _exit(f"{name}: error: {exc}", EXIT_USAGE)
     except FlipgateError as exc:
-        sys.exit(f"{name}: error: {exc}")
+        _exit(f"{name}: error: {exc}", EXIT_BAD_INPUT)
+    except Exception as exc:
+        if os.environ.get("FLIPGATE_VERBOSE", "") not in ("", "0"):
+            traceback.print_exc()
+        _exit(internal_error_line(name, exc, rerun="rerun with FLIPGATE_VERBOSE=1"), EXIT_INTERNAL)
+
+
+def _exit(line: str, code: int) -> None:
+    print(line, file=sys.stderr)
+    sys.exit(code)
 
 
 def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str]) -> None:

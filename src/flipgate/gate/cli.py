@@ -2,7 +2,8 @@
 
 Predictions tables are parquet, csv or jsonl files with columns id, label, pred (logits ignored).
 
-Exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input (the dispatcher maps FlipgateError to 3).
+Exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input (the dispatcher maps FlipgateError to 3),
+64 usage error, 70 internal error (flipgate.errors).
 Imports no torch, transformers or MLflow: CI runs this on predictions files alone, in seconds.
 Policy values come from the flags, else from the `gate` section of --params, else the defaults.
 """
@@ -16,53 +17,96 @@ from pathlib import Path
 
 import numpy as np
 
-from flipgate.errors import FlipgateError
+from flipgate.errors import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REJECT, EXIT_STATUS_HELP, FlipgateError
 from flipgate.gate.policy import Decision, Policy, decide
-from flipgate.gate.tables import align, read_predictions, resolve_predictions, same_file
+from flipgate.gate.tables import align, check_predictions_file, read_predictions, resolve_predictions, same_file
 
 log = logging.getLogger(__name__)
 
-EXIT_CODES = {"pass": 0, "reject": 1, "inconclusive": 2}
+EXIT_CODES = {"pass": EXIT_PASS, "reject": EXIT_REJECT, "inconclusive": EXIT_INCONCLUSIVE}
 _POLICY_FLAGS = ("nfr_budget", "upper_bound", "ci_level", "min_gain", "per_class_budget")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "Judge a candidate's predictions against the baseline's on the regression set."
-    p.epilog = "exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input"
+    p.epilog = EXIT_STATUS_HELP
     p.add_argument("--baseline", required=True, metavar="FILE", help="the old/champion model's predictions")
     p.add_argument("--candidate", required=True, metavar="FILE", help="the candidate's, on the same examples")
     p.add_argument("--params", type=Path, metavar="FILE", help="take policy defaults from its `gate` section")
     # default None everywhere: "not given" must fall through to --params, then to Policy's defaults.
-    p.add_argument("--nfr-budget", type=float, metavar="RATE", help="max negative flip rate (default 0.01)")
+    p.add_argument("--nfr-budget", type=rate(0, 1), metavar="RATE", help="max negative flip rate, a fraction "
+                                                                         "(default 0.01, i.e. 1%%)")
     p.add_argument(
         "--upper-bound",
         action=argparse.BooleanOptionalAction,
         help="also require the one-sided Clopper-Pearson upper bound of the NFR <= budget",
     )
-    p.add_argument("--ci-level", type=float, metavar="LEVEL", help="level of the upper bound (default 0.95)")
-    p.add_argument("--min-gain", type=float, metavar="RATE", help="min accuracy gain (default 0); may be < 0")
-    p.add_argument("--per-class-budget", type=float, metavar="RATE", help="max NFR within every gold class")
+    p.add_argument("--ci-level", type=rate(0, 1, open_=True), metavar="LEVEL",
+                   help="level of the upper bound, in (0, 1) (default 0.95)")
+    p.add_argument("--min-gain", type=rate(-1, 1), metavar="RATE", help="min accuracy gain (default 0); may be < 0")
+    p.add_argument("--per-class-budget", type=rate(0, 1), metavar="RATE", help="max NFR within every gold class")
     p.add_argument("--golden-ids", type=Path, metavar="FILE", help="ids (one per line) that must never flip")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write the decision as JSON here")
-    p.add_argument("--markdown", type=Path, metavar="FILE", help="write a PR-comment summary here")
+    p.add_argument("--json", metavar="FILE", help="write the decision as JSON here (a file, never a folder)")
+    p.add_argument("--markdown", metavar="FILE", help="write a PR-comment summary here (a file, never a folder)")
     p.add_argument(
         "--allow-identical",
         action="store_true",
-        help="judge a candidate whose predictions equal the baseline's (refused by default: usually a mix-up)",
+        help="judge a candidate whose predictions equal the baseline's, or whose file is the baseline's or a "
+             "byte-identical copy (refused by default: usually a mix-up)",
     )
 
 
+def rate(low: float, high: float, open_: bool = False):
+    """An argparse type: a float in [low, high] ((low, high) when open_), with a hint for `1%`."""
+    def parse(text: str) -> float:
+        if text.strip().endswith("%"):
+            hint = text.strip()[:-1]
+            raise argparse.ArgumentTypeError(f"{text!r}: rates are fractions, not percentages; for {text} write "
+                                             f"{_as_fraction(hint)}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = low < value < high if open_ else low <= value <= high
+        if not inside:  # NaN is never inside
+            interval = f"({low:g}, {high:g})" if open_ else f"[{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"{text!r} is outside {interval}")
+        return value
+
+    parse.__name__ = "rate"
+    return parse
+
+
+def _as_fraction(percent: str) -> str:
+    try:
+        return f"{float(percent) / 100:g}"
+    except ValueError:
+        return "e.g. 0.01 for 1%"
+
+
+def output_file(text: str | None, example: str) -> Path | None:
+    """--json/--markdown: a file path; a folder (existing, or written with a trailing slash) is refused
+    before any work, since a file write must never replace a folder."""
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_dir() or text.endswith("/"):
+        raise FlipgateError(f"{text}: is a folder; name a file, e.g. {path / example}")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    out_json, out_md = output_file(args.json, "gate.json"), output_file(args.markdown, "gate.md")
     policy, golden_file = build_policy(args)
     decision = gate_files(
         args.baseline, args.candidate, policy, allow_identical=args.allow_identical, golden_source=golden_file
     )
-    if args.json:
+    if out_json:
         from flipgate.io import write_json
 
-        write_json(decision.to_dict(), args.json)
-    if args.markdown:
-        write_markdown(decision.to_markdown(), args.markdown)
+        write_json(decision.to_dict(), out_json)
+    if out_md:
+        write_markdown(decision.to_markdown(), out_md)
     print(decision.to_text())
     return EXIT_CODES[decision.verdict]
 
@@ -77,14 +121,14 @@ def gate_files(
     """Read both predictions tables, check they describe the same examples, and decide.
 
     Raises FlipgateError for bad input: a missing or unreadable file, the baseline's own file or
-    predictions as the candidate, ids or labels that differ, golden ids absent from the set.
+    predictions as the candidate (unless allow_identical), ids or labels that differ, golden ids absent
+    from the set.
     """
     start = time.perf_counter()
     base_path, cand_path = resolve_predictions(baseline_ref), resolve_predictions(candidate_ref)
     for path in (base_path, cand_path):
-        if not path.is_file():
-            raise FlipgateError(f"{path}: file not found")
-    if same_file(base_path, cand_path):
+        check_predictions_file(path)
+    if not allow_identical and same_file(base_path, cand_path):
         raise FlipgateError(
             f"{cand_path}: the candidate is the baseline's own file ({base_path}); "
             "pass the candidate model's predictions"
@@ -121,9 +165,9 @@ def build_policy(args: argparse.Namespace) -> tuple[Policy, Path | None]:
     if args.params is not None:
         from flipgate.params import load_section  # pydantic + yaml: only when asked for
 
-        section = load_section("gate", args.params)
+        section = load_section("gate", _params_file(args.params))
         values = {k: getattr(section, k) for k in _POLICY_FLAGS}
-        golden_file = Path(section.golden_ids_file) if section.golden_ids_file else None
+        golden_file = golden_ids_path(section.golden_ids_file, args.params)
     values.update({k: getattr(args, k) for k in _POLICY_FLAGS if getattr(args, k) is not None})
     if args.golden_ids is not None:
         golden_file = args.golden_ids
@@ -134,8 +178,30 @@ def build_policy(args: argparse.Namespace) -> tuple[Policy, Path | None]:
         raise FlipgateError(f"gate policy: {exc}") from exc
 
 
+def _params_file(path: Path) -> Path:
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder; --params names a params file, e.g. {path / 'params.yaml'}")
+    if path.is_file():
+        try:
+            path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FlipgateError(f"{path}: cannot read the params file ({exc})") from exc
+    return path
+
+
+def golden_ids_path(value: str | None, params_file: str | Path) -> Path | None:
+    """`gate.golden_ids_file` of a params file: a relative path is relative to that file's folder, so
+    `flipgate gate --params project/params.yaml` works from anywhere."""
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(params_file).parent / path
+
+
 def read_golden_ids(path: Path) -> frozenset[str]:
     """One id per line; blank lines and lines starting with '#' are ignored."""
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder; the golden ids file is a text file, one id per line")
     if not path.is_file():
         raise FlipgateError(f"{path}: golden ids file not found")
     try:
@@ -151,5 +217,5 @@ def read_golden_ids(path: Path) -> frozenset[str]:
 def write_markdown(text: str, path: Path) -> None:
     from flipgate.io import atomic_path
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    with atomic_path(path, folder=False) as tmp:
+        tmp.write_text(text, encoding="utf-8")

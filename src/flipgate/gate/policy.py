@@ -132,7 +132,7 @@ class Decision:
         lines = [
             f"### flipgate gate: {icon} {self.verdict.upper()}",
             "",
-            f"`{self.candidate}` vs `{self.baseline}` on {c.n:,} regression examples: "
+            f"{md_code(self.candidate)} vs {md_code(self.baseline)} on {c.n:,} regression examples: "
             f"NFR {c.nfr:.2%} ({c.negative_flips:,} negative flips), PFR {c.pfr:.2%}, "
             f"accuracy {c.accuracy:.2%} (baseline {c.old_accuracy:.2%}).",
             "",
@@ -143,8 +143,9 @@ class Decision:
             lines.append(
                 f"| {ch.name} | {_fmt(ch.observed)} | {ch.op} {_fmt(ch.threshold)} | {ch.verdict} |"
             )
-        notes = [f"- **{ch.name}**: {ch.detail}" for ch in self.checks if ch.detail and ch.verdict != "pass"]
-        notes += [f"- **not fit to judge**: {why}" for model, why in self.unfit if model != "old" or
+        notes = [f"- **{ch.name}**: {md_text(ch.detail)}" for ch in self.checks
+                 if ch.detail and ch.verdict != "pass"]
+        notes += [f"- **not fit to judge**: {md_text(why)}" for model, why in self.unfit if model != "old" or
                   not any(ch.name == "baseline_fit" for ch in self.checks)]
         if notes:
             lines += ["", *notes]
@@ -164,6 +165,37 @@ class Decision:
             lines.append(line + (f"  ({ch.detail})" if ch.detail else ""))
         lines += [f"  not fit to judge: {why}" for _, why in self.unfit]
         return "\n".join(lines)
+
+
+_MD_SPECIAL = set("\\`*_[]|~")  # inline markup; block markup (#, -, 1.) needs a line start, which never comes
+
+
+def md_text(text: str) -> str:
+    """Text (ids, paths, details) safe inside a markdown line that GitHub renders, e.g. a PR comment:
+    inline markup backslash-escaped, HTML's <, > and & as entities (so `<img ...>`, `**x**` or `| x |` in
+    an id stays text), line breaks as spaces (an id cannot start a block of its own)."""
+    out = []
+    for ch in " ".join(str(text).splitlines()):
+        if ch in "<>&":
+            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}[ch])
+        elif ch in _MD_SPECIAL:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def md_code(text: str) -> str:
+    """`text` as a markdown code span (nothing inside is markup) whose fence is longer than any run of
+    backticks in it; line breaks become spaces."""
+    text = " ".join(str(text).splitlines()).replace("|", "\\|")  # a pipe would still split a table cell
+    longest, run = 0, 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _fmt(x: float | int | None) -> str:

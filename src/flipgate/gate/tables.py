@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flipgate.errors import FlipgateError
+from flipgate.io import text_ids
 
 GATE_COLUMNS = ("id", "label", "pred")
 REGISTRY_SCHEMES = ("models:/", "runs:/")
@@ -56,8 +57,7 @@ def resolve_predictions(ref: str | Path, tracking_uri: str | None = None) -> Pat
 
 def read_predictions(path: Path) -> pa.Table:
     """Read id (string), label and pred (int64) from a parquet, csv or jsonl predictions table."""
-    if not path.is_file():
-        raise FlipgateError(f"{path}: file not found")
+    check_predictions_file(path)
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".csv", ".jsonl"):
         raise FlipgateError(f"{path}: unknown format {suffix!r}; use .parquet, .csv or .jsonl")
@@ -68,6 +68,15 @@ def read_predictions(path: Path) -> pa.Table:
     except Exception as exc:  # pyarrow and pandas parsers raise many types
         raise FlipgateError(f"{path}: cannot read it as {suffix[1:]} ({type(exc).__name__}: {exc})") from exc
     return _normalise(table, path)
+
+
+def check_predictions_file(path: Path) -> None:
+    """Raise FlipgateError unless `path` is an existing file (a folder is named as one)."""
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder, not a predictions file; name the file, "
+                            f"e.g. {path / 'regression.parquet'}")
+    if not path.is_file():
+        raise FlipgateError(f"{path}: file not found")
 
 
 def _read_raw(path: Path, suffix: str) -> pa.Table:
@@ -84,9 +93,10 @@ def _read_raw(path: Path, suffix: str) -> pa.Table:
         convert = pcsv.ConvertOptions(column_types={"id": pa.string()}, include_columns=list(GATE_COLUMNS))
         return pcsv.read_csv(path, convert_options=convert)
     # jsonl: pandas keeps ids that look like numbers as strings; Arrow's reader cannot be told to.
-    df = pd.read_json(path, lines=True, dtype={"id": str})
+    df = pd.read_json(path, lines=True, dtype={"id": object})
     _require_columns(path, list(df.columns))
-    return pa.Table.from_pandas(df[list(GATE_COLUMNS)], preserve_index=False)
+    df = df[list(GATE_COLUMNS)].assign(id=text_ids(df["id"], path))  # refuses lists, floats
+    return pa.Table.from_pandas(df, preserve_index=False)
 
 
 def _require_columns(path: Path, names: list[str]) -> None:
@@ -99,23 +109,46 @@ def _require_columns(path: Path, names: list[str]) -> None:
 
 
 def _normalise(table: pa.Table, path: Path) -> pa.Table:
-    ids = table["id"]
-    if pa.types.is_dictionary(ids.type):
-        ids = ids.dictionary_decode()
-    if not pa.types.is_large_string(ids.type):
-        ids = pc.cast(ids, pa.large_string())  # both sides must share one type for the join
-    columns = {"id": ids}
+    columns = {"id": _ids(table["id"], path)}
     for col in ("label", "pred"):
-        arr = table[col]
-        if pa.types.is_null(arr.type) and len(arr) == 0:  # a header-only csv has no types to infer
-            arr = pc.cast(arr, pa.int64())
-        if not pa.types.is_integer(arr.type):
-            raise FlipgateError(f"{path}: column {col!r} must hold integer class ids, found {arr.type}")
-        columns[col] = pc.cast(arr, pa.int64())
+        columns[col] = _class_ids(table[col], path, col)
     for col, arr in columns.items():
         if arr.null_count:
             raise FlipgateError(f"{path}: {arr.null_count:,} row(s) have no {col}")
+    empty = pc.sum(pc.equal(columns["id"], "")).as_py() or 0
+    if empty:
+        raise FlipgateError(f"{path}: {empty:,} row(s) have no id (an empty string)")
     return pa.table(columns)
+
+
+def _ids(ids: pa.ChunkedArray, path: Path) -> pa.ChunkedArray:
+    """The id column as large_string (both sides must share one type for the join). Text, UTF-8 bytes
+    and integers are ids; floats (a missing id turns integers into floats), lists, structs are refused."""
+    if len(ids) == 0:  # an empty table's types are whatever its writer inferred from nothing
+        return pa.chunked_array([], pa.large_string())
+    if pa.types.is_dictionary(ids.type):
+        ids = ids.dictionary_decode()
+    t = ids.type
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_integer(t) or pa.types.is_null(t)):
+        raise FlipgateError(f"{path}: column 'id' must hold text or integers, one per row; found {t}")
+    try:
+        return pc.cast(ids, pa.large_string())
+    except pa.ArrowInvalid as exc:  # bytes that are not UTF-8
+        raise FlipgateError(f"{path}: column 'id' holds bytes that are not UTF-8 text ({exc}); "
+                            "ids must be text or integers") from None
+
+
+def _class_ids(arr: pa.ChunkedArray, path: Path, col: str) -> pa.ChunkedArray:
+    if len(arr) == 0:  # a header-only csv has no types to infer
+        return pa.chunked_array([], pa.int64())
+    if not pa.types.is_integer(arr.type):
+        raise FlipgateError(f"{path}: column {col!r} must hold integer class ids, found {arr.type}")
+    try:
+        return pc.cast(arr, pa.int64())
+    except pa.ArrowInvalid:  # uint64 beyond int64
+        raise FlipgateError(f"{path}: column {col!r} holds {pc.max(arr).as_py()}, beyond int64; class ids are "
+                            "small integers") from None
 
 
 def same_file(a: Path, b: Path) -> bool:

@@ -133,6 +133,6 @@ def plot_curve(rows: list[dict], selected: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"BCWI: selected {selected['variant']} alpha={selected['alpha']:.2f} on dev")
-    with atomic_path(path) as tmp:
+    with atomic_path(path, folder=False) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

@@ -211,7 +211,7 @@ class GatedFusion:
         config = {**asdict(self.config), "gate_in_features": self.config.in_features(self.new.config.hidden_size),
                   "num_labels": self.num_labels, "old_num_labels": self.old.config.num_labels,
                   "max_length": self.max_length}
-        with atomic_path(folder) as tmp:
+        with atomic_path(folder, folder=True) as tmp:
             tmp.mkdir()
             save_classifier(self.old, self.old_tokenizer, tmp / "old", {"role": "old"})
             save_classifier(self.new, self.new_tokenizer, tmp / "new", {"role": "gated_fusion_new"})

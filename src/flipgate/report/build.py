@@ -439,12 +439,12 @@ def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Pa
     paths = {"ledger": out / "flips.parquet", "plots": out / "plots", "markdown": out / "report.md",
              "html": out / "report.html"}
     write_parquet(inputs.ledger, paths["ledger"])
-    with atomic_path(paths["plots"]) as tmp:
+    with atomic_path(paths["plots"], folder=True) as tmp:
         tmp.mkdir()
         for name, png in pngs.items():
             (tmp / name).write_bytes(png)
     for key, text in (("markdown", to_markdown(doc)), ("html", to_html(doc))):
-        with atomic_path(paths[key]) as tmp:
+        with atomic_path(paths[key], folder=False) as tmp:
             tmp.write_text(text, encoding="utf-8")
     (out / "seeds.json").unlink(missing_ok=True)  # a table from an earlier, multi-seed run would be stale
     if inputs.runs:
