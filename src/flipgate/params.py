@@ -236,8 +236,12 @@ def read_params(path: str | Path = "params.yaml") -> dict:
     path = Path(path)
     if not path.exists():
         raise FlipgateError(f"{path}: params file not found; run from the project root")
+    if path.is_dir():
+        raise FlipgateError(f"{path}: is a folder; name the params file (e.g. {path / 'params.yaml'})")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise FlipgateError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); save it as UTF-8 YAML") from exc
     except yaml.YAMLError as exc:
         raise FlipgateError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -125,9 +125,11 @@ def run(
     _configure()
     start = time.perf_counter()
     try:
-        from flipgate.params import load_seeds
+        from flipgate.params import check_all
 
-        load_seeds()  # checked by every stage: DVC expands a bad list (e.g. a repeated seed) silently
+        # The whole params file, by every stage: whichever stage DVC runs first fails in seconds on any bad
+        # key (and DVC expands a bad seed list, e.g. a repeated seed, silently).
+        check_all()
         sys.argv, given = _take_run_options(sys.argv)
         if given is not None:
             _current = given

@@ -125,7 +125,7 @@ def from_pool(pool: pd.DataFrame, n_old: int, n_new: int, n_dev: int, n_regressi
 
 def save(update: Update, folder: str | Path) -> None:
     """Write every split as parquet plus labels.json; the folder appears whole or not at all."""
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, folder=True) as tmp:
         for name in SPLITS:
             write_parquet(update.split(name), tmp / f"{name}.parquet")
         write_json({"labels": update.labels, "num_old_labels": update.num_old_labels}, tmp / "labels.json")

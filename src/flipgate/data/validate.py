@@ -356,7 +356,7 @@ def write_reports(result: ValidationResult, out_dir: str | Path) -> tuple[Path, 
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / "validation.json", out_dir / "validation.md"
     write_json(result.as_dict(), json_path)
-    with atomic_path(md_path) as tmp:
+    with atomic_path(md_path, folder=False) as tmp:
         tmp.write_text(render_markdown(result))
     return json_path, md_path
 

@@ -120,7 +120,7 @@ def grow_head(model: PreTrainedModel, num_labels: int) -> None:
 
 def save_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | Path, meta: dict) -> None:
     """save_pretrained (safetensors) + tokenizer + flipgate.json, written atomically as one folder."""
-    with atomic_path(folder) as tmp:
+    with atomic_path(folder, folder=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "flipgate.json").write_text(json.dumps({"kind": "hf", **meta}, indent=2) + "\n")
