@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--config", type=Path, help="params overrides (e.g. configs/massive.yaml)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "default")
+    ap.add_argument("--only", nargs="+", metavar="STAGE", help="repro only these stages (and what they need), e.g. train_old@0")
     args = ap.parse_args()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     if args.config:
@@ -66,8 +67,11 @@ def main() -> None:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str((ws / "src").resolve()),
            "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
-    subprocess.run(["dvc", "repro"], cwd=ws, env=env, check=True)
+    subprocess.run(["dvc", "repro", *(args.only or [])], cwd=ws, env=env, check=True)
     wall = time.perf_counter() - start
+    if args.only:
+        print(f"dvc repro {' '.join(args.only)}: {wall:.0f} s in {ws}")
+        return
     subprocess.run([sys.executable, "-m", "flipgate.cli", "show"], cwd=ws, env=env, check=True)
     per_seed = {s: sum(wall_times(ws / "seeds" / str(s) / "reports" / "timings").values()) for s in args.seeds}
     spread = mean_std(list(per_seed.values()))
