@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -21,6 +23,7 @@ import pytest
 import torch
 import yaml
 from conftest import build_tiny_bert, toy_frame
+from promote_race import race
 
 from flipgate import tracking
 from flipgate.errors import FlipgateError
@@ -32,8 +35,6 @@ from flipgate.models import pyfunc
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the movie was good", "an awful boring plot", "quite a film", "", "superb acting and a lovely story"]
-
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
@@ -151,7 +152,7 @@ def test_bad_inputs_raise_flipgate_errors(store, models, tmp_path, monkeypatch):
     gf.mkdir()
     (gf / "config.json").write_text("{}")
     (gf / "gate.pt").write_bytes(b"")
-    assert pyfunc.model_kind(gf) == "gated_fusion"  # config.json alone would say "hf"
+    assert pyfunc.model_kind(gf) == "hf"  # no manifest: config.json says "hf"; a gate.pt (nothing writes one) does not
     (gf / "flipgate.json").write_text(json.dumps({"kind": "gated_fusion"}))
     assert pyfunc.model_kind(gf) == "gated_fusion"
     monkeypatch.setitem(pyfunc.LOADERS, "gated_fusion", "flipgate.mitigation.not_there:load_predictor")
@@ -202,9 +203,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
-    """`mlflow server` on 127.0.0.1 in its own process group; promote and load over HTTP; stop the group."""
+@contextlib.contextmanager
+def _mlflow_server(store: str, tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` on a free port of 127.0.0.1 in its own process group, on a copy of the migrated
+    store; yields its URL, then stops the group. Skips the test when the server cannot start here."""
     db = tmp_path / "server.db"
     shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), db)  # skip a fresh migration
     port = _free_port()
@@ -219,14 +221,11 @@ def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for(url, server, tmp_path / "server.log")
-        p = registry.promote(models["better"], decision("pass"), "m-http", regression_hash="r1",
-                             baseline_folder=models["old"], tracking_uri=url)
-        assert (p.bootstrap_version, p.version, p.champion_version) == (1, 2, 2)
-        folder = registry.load_champion("m-http", tmp_path / "champion", tracking_uri=url)
-        assert registry.folder_hash(folder) == registry.folder_hash(models["better"])
-        assert len(list((tmp_path / "artifacts").rglob("model.safetensors"))) == 2  # stored by the server
-        assert versions(store, "m-http") == []  # and nothing went to the sqlite store
+        try:
+            _wait_for(url, server, tmp_path / "server.log")
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.skip(f"mlflow server cannot start here: {exc}")
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -236,6 +235,23 @@ def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
             server.wait()
         log.close()
     assert _group_gone(server.pid), "a process of the server's group outlived SIGTERM"
+
+
+@pytest.mark.slow
+def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
+    """Promote and load over HTTP; the artifacts are stored by the server, nothing goes to the sqlite store.
+    Then two processes on this machine race promotions through the server: the lock is keyed by the
+    tracking URI, so they serialise too (across machines nothing does: README, Promotion)."""
+    with _mlflow_server(store, tmp_path) as url:
+        p = registry.promote(models["better"], decision("pass"), "m-http", regression_hash="r1",
+                             baseline_folder=models["old"], tracking_uri=url)
+        assert (p.bootstrap_version, p.version, p.champion_version) == (1, 2, 2)
+        folder = registry.load_champion("m-http", tmp_path / "champion", tracking_uri=url)
+        assert registry.folder_hash(folder) == registry.folder_hash(models["better"])
+        assert len(list((tmp_path / "artifacts").rglob("model.safetensors"))) == 2  # stored by the server
+        assert versions(store, "m-http") == []  # and nothing went to the sqlite store
+
+        _assert_one_move_per_race(url, models, tmp_path, races=2)
 
 
 def _group_gone(pgid: int, timeout: float = 20) -> bool:
@@ -262,3 +278,118 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 90
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout} s")
+
+
+# ---------------------------------------------------------------- concurrency: two real processes
+
+RACES = 20
+
+
+def _assert_one_move_per_race(uri: str, models: dict[str, Path], tmp_path: Path, races: int) -> None:
+    """`races` registered models, each raced by two processes promoting different passing candidates
+    against old on an empty model, then one more raced with the same candidate. Exactly one champion move
+    per race, no duplicate versions, and the loser's result says what happened."""
+    different = [f"race-{i}" for i in range(races)]
+    same = ["same"]
+    jobs_a = [(n, models["better"], models["old"]) for n in different + same]
+    jobs_b = [(n, models["worse"], models["old"]) for n in different] + [(n, models["better"], models["old"])
+                                                                         for n in same]
+    a, b = race(uri, jobs_a, jobs_b, tmp_path)
+    assert "crash" not in a and "crash" not in b, (a.get("crash"), b.get("crash"))
+    assert (a["open"], b["open"]) == ("ok", "ok")
+    pairs = list(zip(a["promotions"], b["promotions"], strict=True))
+    assert len(pairs) == races + len(same)
+    errors = [p for pair in pairs for p in pair if "error" in p]
+    assert errors == [], errors
+    client = tracking.connect(uri)
+    for name, pair in zip(different, pairs, strict=False):
+        won = [p for p in pair if "champion" in p["aliases"]]
+        assert len(won) == 1, (name, pair)  # exactly one champion move
+        winner, loser = won[0], pair[1 - pair.index(won[0])]
+        assert int(client.get_model_version_by_alias(name, "champion").version) == winner["version"]
+        assert (winner["bootstrap_version"], loser["bootstrap_version"]) == (1, None)  # old registered once
+        assert (loser["aliases"], loser["champion_version"]) == (["challenger"], winner["version"])
+        assert f"former champion, but the champion is version {winner['version']} now" in loser["note"], loser["note"]
+        mvs = client.search_model_versions(f"name = '{name}'")
+        assert sorted(int(v.version) for v in mvs) == [1, 2, 3], name
+        assert len({v.tags["model_hash"] for v in mvs}) == 3, name
+    for name, pair in zip(same, pairs[races:], strict=True):
+        assert versions(uri, name) == [1, 2]  # old once, the candidate once
+        assert [(p["version"], p["champion_version"]) for p in pair] == [(2, 2), (2, 2)]
+        assert sorted(p["created"] for p in pair) == [False, True]
+
+
+@pytest.mark.slow
+def test_two_processes_opening_a_fresh_sqlite_store_both_work(tmp_path, monkeypatch):
+    """MLflow migrates a new sqlite file on first use; two processes doing it at once used to leave it
+    broken (`table _alembic_tmp_tags already exists`)."""
+    import sqlite3
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # restored after: connect() exports it
+    uri = f"sqlite:///{tmp_path}/fresh.db"
+    a, b = race(uri, [], [], tmp_path)
+    assert (a.get("crash"), b.get("crash")) == (None, None)
+    assert (a["open"], b["open"]) == ("ok", "ok")
+    client = tracking.connect(uri)
+    assert tracking.experiment_id(client, "after-the-race")  # usable by a third process-like client
+    assert client.search_registered_models() == []
+    with sqlite3.connect(tmp_path / "fresh.db") as db:
+        tables = [r[0] for r in db.execute("select name from sqlite_master where type = 'table'")]
+    assert [t for t in tables if t.startswith("_alembic_tmp")] == []
+
+
+@pytest.mark.slow
+def test_concurrent_promotions_move_the_champion_once(store, models, tmp_path):
+    db = tmp_path / "race.db"
+    shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), db)
+    _assert_one_move_per_race(f"sqlite:///{db}", models, tmp_path, RACES)
+
+
+# ---------------------------------------------------------------- no store, no pickle
+
+
+def test_a_registry_baseline_without_a_store_is_refused_and_creates_nothing(tmp_path, monkeypatch):
+    from flipgate.gate.tables import resolve_predictions
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(FlipgateError, match=r"no MLflow store at sqlite:///mlflow\.db.*MLFLOW_TRACKING_URI"):
+        resolve_predictions("models:/flipgate-classifier@champion")
+    missing = f"sqlite:///{tmp_path}/elsewhere/none.db"
+    with pytest.raises(FlipgateError, match="none.db does not exist"):
+        registry.load_champion("m", tmp_path / "old", tracking_uri=missing)
+    with pytest.raises(FlipgateError, match="none.db does not exist"):
+        registry.champion_version("m", tracking_uri=missing)
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no mlartifacts, no lock file, no folder
+
+
+def test_the_logged_pyfunc_is_code_not_a_pickle(store, models, tmp_path, monkeypatch):
+    """Models from code: the pyfunc folder holds no .pkl, and it loads and predicts with MLflow's pickle
+    deserialisation switched off."""
+    registry.promote(models["better"], decision("pass"), "m-code", regression_hash="r1", tracking_uri=store,
+                     max_length=32)
+    local = Path(mlflow.artifacts.download_artifacts("models:/m-code@champion", dst_path=str(tmp_path / "pyfunc")))
+    assert [p.name for p in local.rglob("*.pkl")] == []
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert "python_model" not in flavor and flavor["model_code_path"].endswith("pyfunc_model.py")
+
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    served = mlflow.pyfunc.load_model(str(local))
+    out = served.predict(pd.DataFrame({"text": TEXTS}))
+    expected = pyfunc.load_any(models["better"], max_length=32).predict_logits(TEXTS)
+    torch.testing.assert_close(torch.from_numpy(np.stack(out["logits"].to_numpy())), torch.from_numpy(expected))
+
+
+def test_a_held_lock_times_out_naming_its_file(tmp_path):
+    from filelock import FileLock
+
+    from flipgate import locks
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert locks.lock_file(uri, "promote") == tmp_path / "mlflow.db.promote.lock"
+    server = locks.lock_file("http://127.0.0.1:5000/", "promote")  # keyed by the URI, in the temp folder
+    assert server == locks.lock_file("http://127.0.0.1:5000", "promote") != locks.lock_file("http://b:5000", "promote")
+    with FileLock(locks.lock_file(uri, "promote")):  # another holder (its own file descriptor)
+        with pytest.raises(FlipgateError, match=r"mlflow\.db\.promote\.lock: another process has held the promote"):
+            with locks.store_lock(uri, "promote", timeout=0.2):
+                pass

@@ -50,6 +50,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # 
 
 from flipgate.errors import FlipgateError  # noqa: E402
 from flipgate.io import frame_hash  # noqa: E402
+from flipgate.locks import sqlite_file, store_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +80,48 @@ def resolve_uri(uri: str | None = None) -> str:
 def artifact_root(uri: str) -> str | None:
     """Where a new experiment keeps artifacts: `mlartifacts/` beside a sqlite file; None (the
     server's own default) for any other store."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri[len("sqlite:///") :])  # relative to the working directory unless it starts with /
-    return (db.resolve().parent / "mlartifacts").as_uri()
+    db = sqlite_file(uri)
+    return None if db is None else (db.resolve().parent / "mlartifacts").as_uri()
 
 
 def connect(uri: str | None = None) -> MlflowClient:
     """Point MLflow at the resolved store and return a client for it (registry = the same store).
 
     MLflow exports the URI as MLFLOW_TRACKING_URI, so subprocesses started later log there too.
-    The first use of a fresh sqlite file migrates its schema (a few seconds, once per file).
+    The first use of a fresh sqlite file creates and migrates it (a few seconds, once per file); two
+    processes migrating one file at once break it for good, so opening a sqlite store holds its
+    "open" lock (flipgate.locks) until both the tracking and the registry tables are there.
     """
     resolved = resolve_uri(uri)
     mlflow.set_tracking_uri(resolved)  # the fluent API (log_model, models:/ URIs) follows it
-    return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+    if sqlite_file(resolved) is None:
+        return MlflowClient(tracking_uri=resolved, registry_uri=resolved)
+    with store_lock(resolved, "open"):
+        client = MlflowClient(tracking_uri=resolved, registry_uri=resolved)  # opens the tracking tables
+        client.search_registered_models(max_results=1)  # and the registry's, which MLflow opens lazily
+    return client
+
+
+def require_store(uri: str | None, what: str, hint: str = "") -> str:
+    """The resolved URI, when its store can hold `what` already: a sqlite file that does not exist is
+    refused (MLflow would create and migrate an empty one, seconds, only to find nothing in it).
+    Raises FlipgateError naming `what`, the URI, where it came from and what to do (`hint` adds to it);
+    creates nothing."""
+    resolved = resolve_uri(uri)
+    db = sqlite_file(resolved)
+    if db is None or db.is_file():
+        return resolved
+    if uri:
+        source = "the tracking.uri param"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        source = "MLFLOW_TRACKING_URI"
+    else:
+        source = "the default, as MLFLOW_TRACKING_URI is not set"
+    raise FlipgateError(
+        f"{what}: no MLflow store at {resolved} ({db.resolve()} does not exist; nothing was created). The URI "
+        f"is {source}: point MLFLOW_TRACKING_URI (or tracking.uri in params.yaml) at the store that `promote` "
+        f"registered the model in{hint}"
+    )
 
 
 def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
@@ -336,15 +364,17 @@ def log_model(folder: str | Path, name: str = "model", experiment: str = DEFAULT
 
 
 def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
-    from flipgate.models.pyfunc import ARTIFACT_KEY, FlipgatePyfunc
+    """Models from code: MLflow copies the wrapper's code file into the model, not a pickle of it, so
+    loading the model unpickles nothing (the file only imports the installed flipgate)."""
+    from flipgate.models.pyfunc import ARTIFACT_KEY, CODE_FILE
 
     with warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
-        # Deliberate choices MLflow warns about on every call: no input example (it would run the
-        # model; the signature is explicit instead) and a by-reference pickle of the wrapper.
+        # A deliberate choice MLflow warns about on every call: no input example (it would run the
+        # model; the signature is explicit instead).
         warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=FlipgatePyfunc(),
+            python_model=str(CODE_FILE),
             artifacts={ARTIFACT_KEY: str(folder)},
             model_config=model_config or None,
             signature=_signature(),

@@ -8,6 +8,12 @@ registered too, with its verdict and the alias `challenger`; the champion stays 
 Idempotent: a version is identified by the tags `model_hash` (content of the model folder) and
 `regression_hash`; promoting the same artifacts again finds that version instead of adding one.
 Bootstrap: a registered model without a champion gets the baseline (old) folder as its champion first.
+
+Concurrency: MLflow has no compare-and-set on aliases, so promote holds the store's "promote" lock
+(flipgate.locks) from reading the champion to moving it. A promotion that waited finds the champion
+another one moved, and (with require_champion_baseline) its pass no longer matches the champion: it
+registers the candidate as challenger and its note says so. The lock serialises processes on one machine;
+promotions from several machines through one server are not serialised (README, Promotion).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import yaml
 from flipgate import tracking
 from flipgate.errors import FlipgateError
 from flipgate.io import atomic_path
+from flipgate.locks import store_lock
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +145,7 @@ def download_predictions(ref: str, dst: str | Path, tracking_uri: str | None = N
 
     body = ref[len("models:/"):]
     name, sep, alias = body.partition("@")
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect(tracking.require_store(tracking_uri, ref, "; or pass a predictions file"))
     try:
         if sep:
             mv = client.get_model_version_by_alias(name, alias)
@@ -223,58 +230,74 @@ def promote(
     client = tracking.connect(tracking_uri)
     commit = tracking.git_commit()
     model_hash = folder_hash(candidate_folder)
-    _ensure_model(client, registered_name)
-
-    boot = None
-    champion = _alias_version(client, registered_name, CHAMPION)
-    if champion is None and baseline_folder is not None:
-        boot = bootstrap(client, baseline_folder, registered_name, regression_hash, commit, max_length, experiment,
-                         baseline_predictions)
+    with store_lock(client.tracking_uri, "promote"):  # read the champion, decide, register, move: one step
+        _ensure_model(client, registered_name)
+        boot = None
         champion = _alias_version(client, registered_name, CHAMPION)
-    if champion is not None and champion.tags.get("model_hash") == model_hash:
-        return _result(client, registered_name, champion, verdict, False, boot,
-                       "the candidate is the champion already; nothing to do")
+        if champion is None and baseline_folder is not None:
+            boot = bootstrap(client, baseline_folder, registered_name, regression_hash, commit, max_length,
+                             experiment, baseline_predictions)
+            champion = _alias_version(client, registered_name, CHAMPION)
+        if champion is not None and champion.tags.get("model_hash") == model_hash:
+            return _result(client, registered_name, champion, verdict, False, boot,
+                           "the candidate is the champion already; nothing to do")
 
-    note = ""
-    if verdict == "pass" and require_champion_baseline:
-        note = _baseline_mismatch(champion, baseline_folder)
-    move = verdict == "pass" and not note
+        note = ""
+        if verdict == "pass" and require_champion_baseline:
+            note = _baseline_mismatch(client, registered_name, champion, baseline_folder)
+        move = verdict == "pass" and not note
 
-    version_tags = {
-        "verdict": verdict,
-        "candidate": str(d.get("candidate", "")),
-        "nfr": _tag(_metric(d, "nfr")),
-        "accuracy": _tag(_metric(d, "accuracy")),
-        "baseline_version": str(champion.version) if champion is not None else "none",
-        "regression_hash": regression_hash,
-        "git_commit": commit,
-        "model_hash": model_hash,
-        **{k: str(v) for k, v in (tags or {}).items()},
-    }
-    mv = _find_version(client, registered_name, model_hash=model_hash, regression_hash=regression_hash)
-    created = mv is None
-    if created:
-        mv = _register(client, Path(candidate_folder), registered_name, version_tags, max_length, experiment,
-                       candidate_predictions)
-    else:  # same artifacts again: refresh the evidence, keep the version
-        for k, v in version_tags.items():
-            client.set_model_version_tag(registered_name, mv.version, k, v)
-        log.info("%s version %s already holds this candidate; not registering it again", registered_name, mv.version)
-    if note:
-        client.set_model_version_tag(registered_name, mv.version, "note", note)
+        version_tags = {
+            "verdict": verdict,
+            "candidate": str(d.get("candidate", "")),
+            "nfr": _tag(_metric(d, "nfr")),
+            "accuracy": _tag(_metric(d, "accuracy")),
+            "baseline_version": str(champion.version) if champion is not None else "none",
+            "regression_hash": regression_hash,
+            "git_commit": commit,
+            "model_hash": model_hash,
+            **{k: str(v) for k, v in (tags or {}).items()},
+        }
+        mv = _find_version(client, registered_name, model_hash=model_hash, regression_hash=regression_hash)
+        created = mv is None
+        if created:
+            mv = _register(client, Path(candidate_folder), registered_name, version_tags, max_length, experiment,
+                           candidate_predictions)
+        else:  # same artifacts again: refresh the evidence, keep the version
+            for k, v in version_tags.items():
+                client.set_model_version_tag(registered_name, mv.version, k, v)
+            log.info("%s version %s already holds this candidate; not registering it again", registered_name,
+                     mv.version)
+        if note:
+            client.set_model_version_tag(registered_name, mv.version, "note", note)
 
-    _set_alias(client, registered_name, mv.version, CHAMPION if move else CHALLENGER)
-    return _result(client, registered_name, mv, verdict, created, boot, note)
+        _set_alias(client, registered_name, mv.version, CHAMPION if move else CHALLENGER)
+        return _result(client, registered_name, mv, verdict, created, boot, note)
 
 
-def _baseline_mismatch(champion, baseline_folder: str | Path | None) -> str:
-    """Why a pass must not move the champion (the gate compared against another model), or ""."""
-    if champion is None or baseline_folder is None or folder_hash(baseline_folder) == champion.tags.get("model_hash"):
+def _baseline_mismatch(client, name: str, champion, baseline_folder: str | Path | None) -> str:
+    """Why a pass must not move the champion (the gate compared against another model), or "".
+    A baseline that is a former champion means the champion moved since: another promotion won."""
+    if champion is None or baseline_folder is None:
         return ""
-    note = (f"passed against {baseline_folder}, which is not champion version {champion.version}; "
-            "set old.source: registry so the gate compares against the champion")
+    baseline_hash = folder_hash(baseline_folder)
+    if baseline_hash == champion.tags.get("model_hash"):
+        return ""
+    earlier = _find_version(client, name, model_hash=baseline_hash)
+    if earlier is not None and _was_champion(earlier):
+        note = (f"passed against version {earlier.version} ({baseline_folder}), a former champion, but the "
+                f"champion is version {champion.version} now (another promotion moved it since); run the gate "
+                "again against the champion (old.source: registry)")
+    else:
+        note = (f"passed against {baseline_folder}, which is not champion version {champion.version}; "
+                "set old.source: registry so the gate compares against the champion")
     log.warning("champion not moved: %s", note)
     return note
+
+
+def _was_champion(mv) -> bool:
+    """Whether promote made this version champion once: the bootstrap, or a pass that was not held back."""
+    return mv.tags.get("verdict") == BOOTSTRAP or (mv.tags.get("verdict") == "pass" and "note" not in mv.tags)
 
 
 def _set_alias(client, name: str, version: str, alias: str) -> None:
@@ -313,7 +336,7 @@ def load_champion(name: str, dst: str | Path, tracking_uri: str | None = None) -
     """
     import mlflow
 
-    client = tracking.connect(tracking_uri)
+    client = tracking.connect(tracking.require_store(tracking_uri, f"registered model {name!r}"))
     champion = _alias_version(client, name, CHAMPION)
     if champion is None:
         raise FlipgateError(
@@ -334,7 +357,8 @@ def load_champion(name: str, dst: str | Path, tracking_uri: str | None = None) -
 
 def champion_version(name: str, tracking_uri: str | None = None) -> int | None:
     """The champion's version number, or None when there is none."""
-    mv = _alias_version(tracking.connect(tracking_uri), name, CHAMPION)
+    client = tracking.connect(tracking.require_store(tracking_uri, f"registered model {name!r}"))
+    mv = _alias_version(client, name, CHAMPION)
     return int(mv.version) if mv is not None else None
 
 

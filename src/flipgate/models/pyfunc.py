@@ -1,13 +1,13 @@
 """Any flipgate classifier folder as one MLflow pyfunc: DataFrame `text` in, `pred` + `logits` out.
 
-A model folder says what it is in an optional `flipgate.json` ({"kind": "hf" | "gated_fusion", ...}, as
-`save_classifier` writes it); without one, a folder holding `gate.pt` is Gated Fusion (old/, new/,
-gate.pt, config.json) and one holding `config.json` is an HF save_pretrained folder ("hf").
-`load_any(folder)` dispatches on the kind to a loader named in LOADERS, so a new kind is wired by
-writing its loader, not by changing the wrapper or the registry.
+A model folder says what it is in `flipgate.json` ({"kind": "hf" | "gated_fusion", ...}, as
+`save_classifier` and `GatedFusion.save` write it); without one, a folder holding `config.json` is an HF
+save_pretrained folder ("hf"). `load_any(folder)` dispatches on the kind to a loader named in LOADERS, so
+a new kind is wired by writing its loader, not by changing the wrapper or the registry.
 
 A loader returns a Predictor: `predict_logits(texts) -> float32 array (n, classes)`.
-The pyfunc pickles this module by reference, so the environment that loads it needs `flipgate` installed.
+The pyfunc is logged as code (CODE_FILE, MLflow's models from code), not pickled; that file imports this
+module, so the environment that loads the model needs `flipgate` installed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ MANIFEST = "flipgate.json"  # shared with flipgate.models.classifier.save_classi
 ARTIFACT_KEY = "model"  # the folder's key in the pyfunc's artifacts (MLmodel maps it to its path)
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_BATCH_SIZE = 64
+CODE_FILE = Path(__file__).with_name("pyfunc_model.py")  # what MLflow logs and runs to build the pyfunc
 
 # kind -> "module:function" taking a folder and returning a Predictor; imported only when used.
 LOADERS: dict[str, str] = {
@@ -43,8 +44,7 @@ class Predictor(Protocol):
 
 
 def model_kind(folder: str | Path) -> str:
-    """The folder's kind from flipgate.json, else "gated_fusion" when it holds gate.pt, else "hf" when
-    it holds config.json.
+    """The folder's kind from flipgate.json, else "hf" when it holds config.json.
 
     Raises FlipgateError for a missing folder, an unreadable manifest or an unknown kind.
     """
@@ -58,8 +58,6 @@ def model_kind(folder: str | Path) -> str:
         if kind not in LOADERS:
             raise FlipgateError(f"{manifest}: unknown kind {kind!r}; known: {sorted(LOADERS)}")
         return kind
-    if (folder / "gate.pt").exists():  # a Gated Fusion folder: old/, new/, gate.pt, config.json
-        return "gated_fusion"
     if (folder / "config.json").exists():
         return "hf"
     raise FlipgateError(
