@@ -6,6 +6,7 @@ when bcwi.variants has no `soup`. Members: new (the run's seed) and k - 1 more f
 """
 
 import sys
+from dataclasses import replace
 
 from flipgate import stage
 from flipgate.data import update
@@ -37,7 +38,8 @@ def main() -> None:
         seed = run.seed + i
         set_seed(seed)
         member, tok = load_classifier(old_dir, labels)
-        cfg = stage.train_config(hp, base.max_length, seed)  # train_new's schedule, adaptive on dev as new's
+        # train_new's schedule, adaptive on dev as new's (a member starts from old: the noise-tolerant rule)
+        cfg = replace(stage.train_config(hp, base.max_length, seed), from_fine_tuned=True)
         stage.log.info("soup member %d/%d (seed %d)", i + 1, bcwi.soup_k, seed)
         hook = dev_accuracy_hook(member, tok, dev, device, base.eval_batch_size, base.max_length)
         train_classifier(member, tok, d_upd["text"].tolist(), d_upd["label"].to_numpy(), cfg, device, hook)

@@ -8,7 +8,7 @@ for a champion in production, exactly the cache of logits it served); they equal
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from flipgate.mitigation.gated_fusion import (
     build_gated_fusion,
     train_gated_fusion,
 )
-from flipgate.models.classifier import load_classifier
+from flipgate.models.classifier import is_fine_tuned, load_classifier
 from flipgate.models.device import set_seed
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ def fit(
     """Build Gated Fusion from old's folder and `init`, train it on `train_df` (text, label). New's dev
     accuracy (on `dev`) after every epoch drives an adaptive schedule (`schedule.train.patience`)."""
     seed = schedule.train.seed
+    if is_fine_tuned(init):  # new from old: the noise-tolerant adaptive rule, as train_new's
+        schedule = replace(schedule, train=replace(schedule.train, from_fine_tuned=True))
     gf = build_gated_fusion(old_dir, init, labels, config, device, max_length, batch_size, seed)
 
     def reload_new():
@@ -59,7 +61,8 @@ def fit(
         texts, y = dev["text"].tolist(), dev["label"].to_numpy()
 
         def hook(epoch: int) -> dict:  # gf.new may be replaced (refit): read it at call time
-            return {"dev_accuracy": float(np.mean(gf.new_outputs(texts)[0].argmax(1) == y)) if len(y) else 0.0}
+            return {"dev_accuracy": float(np.mean(gf.new_outputs(texts)[0].argmax(1) == y)) if len(y) else 0.0,
+                    "dev_examples": len(y)}
 
     result = train_gated_fusion(gf, train_df["text"].tolist(), train_df["label"].to_numpy(), schedule,
                                 on_epoch_end=hook, reload_new=reload_new)

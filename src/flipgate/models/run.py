@@ -48,7 +48,7 @@ def dev_accuracy_hook(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
     def hook(epoch: int) -> dict:
         logits = predict_logits(model, tokenizer, texts, device, batch_size, max_length)
-        return {"dev_accuracy": float(np.mean(logits.argmax(1) == y)) if len(y) else 0.0}
+        return {"dev_accuracy": float(np.mean(logits.argmax(1) == y)) if len(y) else 0.0, "dev_examples": len(y)}
 
     return hook
 
@@ -61,6 +61,8 @@ def schedule_summary(result: TrainResult, cfg: TrainConfig) -> dict:
         "patience": cfg.patience,
         "lr": cfg.lr,
         "head_lr": cfg.head_lr,
+        "rule": ("within one standard error of the best dev accuracy (fine-tuned start)" if cfg.from_fine_tuned
+                 else "best dev accuracy") if cfg.patience is not None else None,
         "epochs_run": len(result.epoch_loss),
         "best_epoch": result.best_epoch or len(result.epoch_loss),
         "stopped_early": result.stopped_early,
@@ -94,7 +96,8 @@ def fine_tune(
 ) -> dict:
     """Seed, load `init` with a head for `labels`, train on `train_df` (dev accuracy after every epoch: the
     adaptive schedule keeps the best), save, predict, check the model is fit to judge. Returns a summary.
-    `cfg.head_lr` applies only to a freshly initialised head (init is not a fine-tuned classifier)."""
+    `cfg.head_lr` applies only to a freshly initialised head (init is not a fine-tuned classifier); a
+    fine-tuned init trains with the noise-tolerant adaptive rule (`from_fine_tuned`, models/train.py)."""
     set_seed(cfg.seed)
     model, tokenizer = load_classifier(init, labels)
     fresh = not is_fine_tuned(init)
@@ -102,7 +105,7 @@ def fine_tune(
              f"up to {cfg.epochs} epochs (patience {cfg.patience})" if cfg.patience else f"{cfg.epochs} epochs",
              cfg.lr, f", head lr {cfg.head_lr:g}" if fresh and cfg.head_lr else "", cfg.batch_size)
     if not fresh:
-        cfg = replace(cfg, head_lr=None)
+        cfg = replace(cfg, head_lr=None, from_fine_tuned=True)
     hook = dev_accuracy_hook(model, tokenizer, eval_splits["dev"], device, eval_batch_size, cfg.max_length)
     result: TrainResult = train_classifier(
         model, tokenizer, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device, hook,
