@@ -39,27 +39,18 @@ def loss_rule(curve: list[dict], patience: int) -> tuple[int, int]:
     return best_epoch, curve[-1]["epoch"]
 
 
-def either_rule(curve: list[dict], patience: int, n_dev: int) -> tuple[int, int]:
-    """Patience resets on a new best dev accuracy or a new lowest dev loss; the kept epoch is the lowest-loss
-    one among those whose dev accuracy is within one standard error of the best so far (indistinguishable)."""
-    best_acc, best_loss, last_gain = -1.0, math.inf, 0
-    seen: list[dict] = []
-    stop = curve[-1]["epoch"]
+def within_noise_rule(curve: list[dict], patience: int, n_dev: int) -> tuple[int, int]:
+    """The fine-tuned-start rule (flipgate.models.train, from_fine_tuned): an epoch holds while its dev accuracy
+    is within one standard error of the best so far; stop after `patience` epochs that do not hold; keep the
+    latest holding epoch."""
+    top, kept = 0.0, 0
     for e in curve:
-        seen.append(e)
-        gained = False
-        if e["dev_accuracy"] > best_acc:
-            best_acc, gained = e["dev_accuracy"], True
-        if e["dev_loss"] < best_loss:
-            best_loss, gained = e["dev_loss"], True
-        if gained:
-            last_gain = e["epoch"]
-        elif e["epoch"] - last_gain >= patience:
-            stop = e["epoch"]
-            break
-    se = math.sqrt(best_acc * (1 - best_acc) / n_dev)
-    close = [e for e in seen if e["dev_accuracy"] >= best_acc - se]
-    return min(close, key=lambda e: e["dev_loss"])["epoch"], stop
+        top = max(top, e["dev_accuracy"])
+        if e["dev_accuracy"] >= top - math.sqrt(top * (1 - top) / n_dev):
+            kept = e["epoch"]
+        elif e["epoch"] - kept >= patience:
+            return kept, e["epoch"]
+    return kept, curve[-1]["epoch"]
 
 
 def main() -> None:
@@ -82,7 +73,7 @@ def main() -> None:
                 for name, (kept, stop) in (
                     ("accuracy", accuracy_rule(curve, p)),
                     ("loss", loss_rule(curve, p)),
-                    ("accuracy-or-loss, 1-SE", either_rule(curve, p, args.dev_size)),
+                    ("within one SE (fine-tuned)", within_noise_rule(curve, p, args.dev_size)),
                 ):
                     print(f"  patience {p} {name:>24}: keeps epoch {kept:2d}, stops at {stop:2d}, "
                           f"regression {100 * reg[kept]:.2f}%")
