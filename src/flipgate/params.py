@@ -271,11 +271,12 @@ def load_section(name: str, path: str | Path = "params.yaml", raw: dict | None =
     """Validate one section of params.yaml; any error names the file and the key."""
     raw = read_params(path) if raw is None else raw
     model = SECTIONS[name]
-    try:
-        return model.model_validate(raw.get(name) or {})
+    value = raw.get(name)
+    try:  # an empty section (`bcwi:`) is the defaults; `bcwi: 0` or `bcwi: []` is an error, not the defaults
+        return model.model_validate({} if value is None else value)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join([name, *(str(p) for p in err['loc'])])}: {err['msg']}" for err in exc.errors()
         )
         raise FlipgateError(f"{path}: {problems}") from None
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
+from flipgate.io import text_ids
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ def load_files(paths: list[str], key: str, text_column: str, label_column: str, 
     frames = []
     for path in _expand(paths, key):
         df = _read_file(path)
+        if len(df) == 0:  # an empty file or a header alone: a failed export, not an update without examples
+            raise FlipgateError(f"{key}: {path}: no rows (an empty file or only a header); fill it or remove it from {key}")
         missing = [c for c in (text_column, label_column) if c not in df.columns]
         if missing:
             raise FlipgateError(
@@ -76,7 +79,7 @@ def load_files(paths: list[str], key: str, text_column: str, label_column: str, 
             )
         labels = canonical_labels(df[label_column], f"{path}: column {label_column!r}")
         ids = (
-            df[id_column].astype(str)
+            canonical_ids(df[id_column], path, id_column)
             if id_column and id_column in df.columns
             else pd.Series([f"{path.stem}:{i}" for i in range(len(df))])
         )
@@ -84,13 +87,30 @@ def load_files(paths: list[str], key: str, text_column: str, label_column: str, 
     return pd.concat(frames, ignore_index=True)
 
 
+def canonical_ids(ids: pd.Series, path: Path, column: str) -> pd.Series:
+    """Ids as strings. A missing or empty id is an error (it would become the id "nan" or ""), and so is
+    an id that is not one text or integer (a list, bytes that are not UTF-8)."""
+    missing = ids.isna().to_numpy() | ids.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    if missing.any():
+        raise FlipgateError(f"{path}: column {column!r}: {int(missing.sum())} row(s) have no id "
+                            f"(first at row {int(missing.argmax())}); give every row an id or drop the column")
+    return text_ids(ids, path)
+
+
 def canonical_labels(labels: pd.Series, where: str) -> pd.Series:
     """Labels as the strings classes are keyed by: a number that is whole prints as an integer, so 1, 1.0
-    and a float column (e.g. from one missing value in a csv) name one class. A missing label is an error."""
+    and a float column (e.g. from one missing value in a csv) name one class. A missing label is an error,
+    and so is a label that is not one value (a list or a mapping: a jsonl row written with the wrong shape)."""
     missing = labels.isna()
     if missing.any():
         raise FlipgateError(f"{where}: {int(missing.sum())} row(s) have no label (first at row {int(missing.to_numpy().argmax())}); "
                             "label them or drop them")
+    if labels.dtype == object:
+        shaped = labels.map(lambda v: isinstance(v, list | tuple | dict | np.ndarray)).to_numpy(dtype=bool)
+        if shaped.any():
+            i = int(shaped.argmax())
+            raise FlipgateError(f"{where}: row {i} holds a {type(labels.iloc[i]).__name__} ({str(labels.iloc[i])[:40]}); "
+                                "a label is one class name or number")
     return labels.map(_label_key)
 
 

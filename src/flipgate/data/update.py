@@ -60,6 +60,17 @@ def label_map(old_labels, new_labels, allow_new: bool, where: str) -> list[str]:
     return base + extra
 
 
+def _refuse_unknown(values: pd.Series, known: set[str], where: str, add_classes: bool) -> None:
+    extra = [lab for lab in _sort_labels(values) if lab not in known]
+    if not extra:
+        return
+    if add_classes:
+        raise FlipgateError(f"{where}: label(s) {extra[:10]} in no training file (data.files.old, data.files.new); "
+                            "no model can learn them: add examples to D_new or drop those rows")
+    raise FlipgateError(f"{where}: label(s) {extra[:10]} not in D_old's label set; "
+                        "if the update adds classes, set data.scenario: add_classes in params.yaml")
+
+
 def encode(df: pd.DataFrame, labels: list[str], where: str) -> pd.DataFrame:
     """Map raw labels to ids, checking ids, texts and labels on the way."""
     index = {lab: i for i, lab in enumerate(labels)}
@@ -75,9 +86,14 @@ def encode(df: pd.DataFrame, labels: list[str], where: str) -> pd.DataFrame:
 
 
 def from_files(old: pd.DataFrame, new: pd.DataFrame, dev: pd.DataFrame, regression: pd.DataFrame, add_classes: bool) -> Update:
-    """An update whose splits are given as files (e.g. MASSIVE add_data)."""
-    allow = add_classes
-    labels = label_map(old["label"], pd.concat([new["label"], dev["label"], regression["label"]]), allow, "data.files")
+    """An update whose splits are given as files (e.g. MASSIVE add_data). A label outside D_old's set is
+    refused naming the split's key, unless `add_classes`; even then dev and the regression set may only
+    hold labels that some training file (D_old or D_new) has."""
+    known = set(_sort_labels(old["label"])) | (set(_sort_labels(new["label"])) if add_classes else set())
+    checked = {"dev": dev, "regression": regression} if add_classes else {"new": new, "dev": dev, "regression": regression}
+    for name, df in checked.items():
+        _refuse_unknown(df["label"], known, f"data.files.{name}", add_classes)
+    labels = label_map(old["label"], pd.concat([new["label"], dev["label"], regression["label"]]), add_classes, "data.files")
     num_old = len(_sort_labels(old["label"]))
     enc = {name: encode(df, labels, f"data.files.{name}") for name, df in
            (("old", old), ("new", new), ("dev", dev), ("regression", regression))}
@@ -135,9 +151,21 @@ def load_split(folder: str | Path, name: str) -> pd.DataFrame:
     path = Path(folder) / f"{name}.parquet"
     if not path.exists():
         raise FlipgateError(f"{path}: not found; run the `update` stage first (`dvc repro update`)")
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise FlipgateError(f"{path}: cannot read it as parquet ({type(exc).__name__}: {exc}); "
+                            "rerun the `update` stage (`dvc repro -f update`)") from exc
 
 
 def load_labels(folder: str | Path) -> tuple[list[str], int]:
-    meta = read_json(Path(folder) / "labels.json")
-    return list(meta["labels"]), int(meta["num_old_labels"])
+    """(label names in id order, how many of them D_old has), as `save` wrote them."""
+    path = Path(folder) / "labels.json"
+    meta = read_json(path)
+    labels = meta.get("labels") if isinstance(meta, dict) else None
+    num_old = meta.get("num_old_labels") if isinstance(meta, dict) else None
+    if (not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels)
+            or isinstance(num_old, bool) or not isinstance(num_old, int) or not 0 < num_old <= len(labels)):
+        raise FlipgateError(f'{path}: expected {{"labels": [names in id order], "num_old_labels": N}}; '
+                            "rerun the `update` stage (`dvc repro -f update`)")
+    return labels, num_old
