@@ -34,6 +34,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from flipgate.errors import FlipgateError
 from flipgate.io import atomic_path, write_json
+from flipgate.markdown import md_code, md_text, no_mentions
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +375,7 @@ def render_markdown(result: ValidationResult) -> str:
         lines.append("")
         for c in (c for c in result.checks if c.file == name and c.rows and not c.success):
             lines += [f"Offending rows for *{c.description}*:", ""]
-            lines += [f"- `{r.get('id')}`: {_md(repr(r.get('text')))}" for r in c.rows] + [""]
+            lines += [f"- {md_code(r.get('id'))}: {md_text(repr(r.get('text')))}" for r in c.rows] + [""]
     return "\n".join(lines)
 
 
@@ -395,4 +396,4 @@ def _observed_text(c: Check) -> str:
 
 
 def _md(v: object) -> str:
-    return "" if v in (None, {}) else str(v).replace("|", "\\|").replace("\n", " ")
+    return "" if v in (None, {}) else no_mentions(str(v).replace("|", "\\|").replace("\n", " "))

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from flipgate.markdown import md_code, md_text
 from flipgate.metrics.flips import FlipCounts, flip_counts, negative_flip_mask, per_class_nfr
 
 CheckVerdict = Literal["pass", "fail", "inconclusive"]
@@ -165,37 +166,6 @@ class Decision:
             lines.append(line + (f"  ({ch.detail})" if ch.detail else ""))
         lines += [f"  not fit to judge: {why}" for _, why in self.unfit]
         return "\n".join(lines)
-
-
-_MD_SPECIAL = set("\\`*_[]|~")  # inline markup; block markup (#, -, 1.) needs a line start, which never comes
-
-
-def md_text(text: str) -> str:
-    """Text (ids, paths, details) safe inside a markdown line that GitHub renders, e.g. a PR comment:
-    inline markup backslash-escaped, HTML's <, > and & as entities (so `<img ...>`, `**x**` or `| x |` in
-    an id stays text), line breaks as spaces (an id cannot start a block of its own)."""
-    out = []
-    for ch in " ".join(str(text).splitlines()):
-        if ch in "<>&":
-            out.append({"<": "&lt;", ">": "&gt;", "&": "&amp;"}[ch])
-        elif ch in _MD_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def md_code(text: str) -> str:
-    """`text` as a markdown code span (nothing inside is markup) whose fence is longer than any run of
-    backticks in it; line breaks become spaces."""
-    text = " ".join(str(text).splitlines()).replace("|", "\\|")  # a pipe would still split a table cell
-    longest, run = 0, 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _fmt(x: float | int | None) -> str:

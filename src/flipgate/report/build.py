@@ -160,7 +160,8 @@ def top_flips_table(ledger: pd.DataFrame, model: str, names: list[str], top: int
         text = str(r.text) if len(str(r.text)) <= TEXT_CHARS else str(r.text)[: TEXT_CHARS - 1] + "…"
         rows.append([str(r.id), text, _name(names, r.label), f"{_name(names, r.old_pred)} ({r.old_confidence:.2f})",
                      f"{_name(names, r.pred)} ({r.confidence:.2f})"])
-    return Table(["id", "text", "label", "old (confidence)", f"{model} (confidence)"], rows, left_columns=5)
+    return Table(["id", "text", "label", "old (confidence)", f"{model} (confidence)"], rows, left_columns=5,
+                 id_columns=(0,))
 
 
 def _focus(inputs: Inputs) -> list[str]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flipgate.markdown import md_text, no_mentions
+
 
 @dataclass(frozen=True)
 class Table:
     header: list[str]
     rows: list[list[str]]
     left_columns: int = 1  # the first columns hold names or text; the rest are numbers, aligned right
+    id_columns: tuple[int, ...] = ()  # columns of example ids: escaped in markdown as the gate's PR comment escapes them
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,16 @@ class Document:
 
 
 def _md_cell(text: str) -> str:
-    # "<" as an entity: example texts must not become HTML in a rendered markdown view
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
+    # "<" as an entity: example texts must not become HTML in a rendered markdown view; no @mention either
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("\r", " ").replace("\n", " ")
+    return no_mentions(text)
 
 
 def markdown_table(t: Table) -> str:
     align = ["---" if i < t.left_columns else "---:" for i in range(len(t.header))]
     lines = ["| " + " | ".join(_md_cell(h) for h in t.header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+    lines += ["| " + " | ".join(md_text(c) if i in t.id_columns else _md_cell(c) for i, c in enumerate(row)) + " |"
+              for row in t.rows]
     return "\n".join(lines)
 
 
