@@ -9,6 +9,11 @@ the test kills it. Points, at the rename of the temp onto the target:
                  in the middle of writing leaves it; the target not yet touched
   swapped        a folder target only: the old folder moved into the temp, the new one not yet in place
   after_rename   the new target in place, the temp (holding the replaced folder, if any) not yet removed
+Or at a call (the promote stage's MLflow registry steps, which write no file): the target is a dotted
+name, a function of a module or a method of a class ("mlflow.tracking.MlflowClient.create_model_version"),
+with `#N` for its Nth call in the child (default 1):
+  before_call    the call not yet made (its arguments computed)
+  after_call     the call returned, nothing after it done
 
 Protocol: one JSON request per line on stdin {"cwd", "argv": [script, ...], "log", "fault": null or
 {"target", "point", "ready"}}; replies on stdout: {"ready": true} once imported, then per request
@@ -17,15 +22,18 @@ Protocol: one JSON request per line on stdin {"cwd", "argv": [script, ...], "log
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import runpy
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 POINTS = ("partial", "swapped", "after_rename")
+CALL_POINTS = ("before_call", "after_call")
 
 
 def preload() -> None:
@@ -34,7 +42,12 @@ def preload() -> None:
     import torch  # noqa: F401
     from transformers import BertForSequenceClassification  # noqa: F401  (transformers imports lazily)
 
+    import mlflow.pyfunc  # noqa: F401
+    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
     import flipgate.data.validate  # noqa: F401
+    import flipgate.gate.registry  # noqa: F401
     import flipgate.models.run  # noqa: F401
     import flipgate.report.build  # noqa: F401
     import flipgate.stage  # noqa: F401
@@ -60,16 +73,58 @@ def _cut(path: Path) -> None:
         f.truncate(path.stat().st_size // 2)
 
 
+def _pause(ready: str, **report: str) -> None:
+    Path(f"{ready}.part").write_text(json.dumps(report))
+    os.rename(f"{ready}.part", ready)  # whole when the test sees it (os.rename: os.replace may be wrapped)
+    while True:
+        time.sleep(60)  # until the test's SIGKILL
+
+
+def _resolve(dotted: str) -> tuple[object, str]:
+    """"pkg.module.Class.method" -> (Class, "method"): the longest importable module prefix, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:-1]:
+            owner = getattr(owner, attr)
+        getattr(owner, parts[-1])  # it must exist: a misspelt target would never pause
+        return owner, parts[-1]
+    raise ImportError(dotted)
+
+
+def install_call(target: str, point: str, ready: str) -> None:
+    """Wrap the function `target` ("dotted.name#N") so that this process pauses at `point` of its Nth call."""
+    dotted, _, nth = target.partition("#")
+    owner, name = _resolve(dotted)
+    real, calls, goal = getattr(owner, name), [0], int(nth or 1)
+
+    def wrapper(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == goal and point == "before_call":
+            _pause(ready, call=target)
+        done = real(*args, **kwargs)
+        if calls[0] == goal and point == "after_call":
+            _pause(ready, call=target)
+        return done
+
+    setattr(owner, name, wrapper)
+
+
 def install(target: str, point: str, ready: str) -> None:
-    """Wrap os.replace so that this process pauses at `point` of the write of `target`."""
+    """Wrap os.replace so that this process pauses at `point` of the write of `target` (or, for a call
+    point, wrap the function `target`)."""
+    if point in CALL_POINTS:
+        install_call(target, point, ready)
+        return
     assert point in POINTS, point
     goal = Path(os.path.abspath(target))
     real_replace = os.replace
 
     def pause(temp: Path) -> None:
-        Path(ready).write_text(json.dumps({"temp": str(temp)}))
-        while True:
-            time.sleep(60)  # until the test's SIGKILL
+        _pause(ready, temp=str(temp))
 
     def replace(src, dst, *args, **kwargs):
         if not isinstance(src, str | os.PathLike) or not isinstance(dst, str | os.PathLike):
@@ -94,6 +149,8 @@ def install(target: str, point: str, ready: str) -> None:
 
 def child(request: dict) -> None:
     os.chdir(request["cwd"])
+    if request.get("tmpdir"):  # the system temp folder of this child: what a killed run leaves there
+        os.environ["TMPDIR"] = tempfile.tempdir = request["tmpdir"]
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)

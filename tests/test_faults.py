@@ -9,8 +9,8 @@ once the test has seen the writer's temp `.NAME.<pid>@<host>.XXXX.tmp` beside th
 kill: the target is absent or a complete version (the old one until the rename, the new one after it)
 that loads; the temp is the killed pid's; the next writer of that target removes it. Kills are chained
 (the second killed run must have removed the first one's temp), then a clean rerun must succeed and leave
-no temp anywhere. Promotion (the MLflow registry) is not covered here: it belongs with the promotion
-concurrency tests (tests/test_registry.py, tests/promote_race.py).
+no temp anywhere. Promotion (the MLflow registry, a real sqlite store) is killed at registry calls
+instead (fault_runner's CALL_POINTS) and at promotion.json's write: see the section at the end.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,6 +51,7 @@ class Run:
     rc: int
     log: str
     temp: Path | None  # the killed writer's temp, as it reported it
+    seen: Any = None  # what `paused` returned while the process was alive at its fault
 
 
 class Zygote:
@@ -70,30 +75,41 @@ class Zygote:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def run(self, cwd: Path, *argv: str, fault: tuple[str, str] | None = None) -> Run:
-        """Run stages/<argv[0]> in `cwd`; with fault (target, point), SIGKILL it paused there."""
+    def run(self, cwd: Path, *argv: str, fault: tuple[str, str] | None = None,
+            paused: Callable[[], Any] | None = None, tmpdir: Path | None = None) -> Run:
+        """Run stages/<argv[0]> in `cwd`; with fault (target, point), SIGKILL it paused there (after
+        calling `paused`, which may look at what the live process holds; its value is Run.seen).
+        tmpdir: the process's system temp folder (TMPDIR), to see what a kill leaves there."""
         if not self.started:
             assert self._message(300) == {"ready": True}
             self.started = True
         self.n += 1
         log, ready = self.logs / f"{self.n}.log", self.logs / f"{self.n}.ready"
+        if tmpdir is not None:
+            tmpdir.mkdir(parents=True, exist_ok=True)
         request = {"cwd": str(cwd), "argv": [str(ROOT / "stages" / argv[0]), *argv[1:]], "log": str(log),
-                   "fault": fault and {"target": fault[0], "point": fault[1], "ready": str(ready)}}
+                   "fault": fault and {"target": fault[0], "point": fault[1], "ready": str(ready)},
+                   "tmpdir": tmpdir and str(tmpdir)}
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         pid = self._message(60)["started"]
-        temp = None
+        temp = seen = None
         if fault:
             deadline = time.monotonic() + 180
             while not ready.exists():
                 early = self._message(0.02)
                 assert early is None, f"{argv} ended before {fault}: rc {early}\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, f"{argv} never reached {fault}\n{log.read_text()[-3000:]}"
-            temp = Path(json.loads(ready.read_text())["temp"])
-            assert temp.is_dir() and temp.name.startswith(f".{Path(fault[0]).name}.{pid}@"), temp  # pid@host
-            os.kill(pid, signal.SIGKILL)
+            try:  # paused: whatever fails here, the child must not stay paused
+                at = json.loads(ready.read_text())
+                if "temp" in at:  # paused at a write, not at a call
+                    temp = Path(at["temp"])
+                    assert temp.is_dir() and temp.name.startswith(f".{Path(fault[0]).name}.{pid}@"), temp  # pid@host
+                seen = paused() if paused is not None else None
+            finally:
+                os.kill(pid, signal.SIGKILL)
         ended = self._message(300)
         assert ended and ended["ended"] == pid, ended
-        return Run(pid, ended["rc"], log.read_text(), temp)
+        return Run(pid, ended["rc"], log.read_text(), temp, seen)
 
     def close(self) -> None:
         self.proc.kill()  # idle between requests: nothing of it to keep
@@ -279,3 +295,207 @@ def test_report_killed_mid_write_keeps_whole_reports_and_the_rerun_cleans_up(zyg
     assert no_temps(p) == []
     md = (reports / "report.md").read_text()
     assert md != v1_md.decode() and md.rstrip().endswith("`flipgate report`.") and (reports / "report.html").is_file()
+
+
+# ---------------------------------------------------------------- promotion (the MLflow registry)
+#
+# The promote stage writes one file (promotion.json, atomically) and otherwise calls the registry, so its
+# kill points are calls (fault_runner's before_call/after_call): holding the store's promote lock with
+# nothing registered, a version registered without its alias, the champion alias moved, the model logged
+# but not registered, the model copied to the store from MLflow's staging folder; then promotion.json's
+# write. After every kill: the lock is free again, no model hash is registered twice, every version is
+# whole (its tags, its predictions) and never both champion and challenger, promotion.json is absent, the
+# old one or the new one, each whole; the next run finishes what the killed one began and removes its
+# temps (promotion.json's, and the staging folder in the system temp folder, here a folder of the test),
+# and the champion's artifacts load as the folder that was promoted. The stage runs in the zygote too.
+
+NAME = "m-kill"
+PROMOTE = ("promote.py", "reports/gate.json", "models/{candidate}", "models/old", "data/update/regression.parquet",
+           "reports/promotion.json", "predictions/candidate.parquet", "predictions/old.parquet")
+CLIENT = "mlflow.tracking.MlflowClient"
+
+
+@pytest.fixture(scope="module")
+def promo_models(tiny_bert, tmp_path_factory) -> dict[str, Path]:
+    """old, better and worse: the tiny BERT with three classifier biases (different hashes, all load)."""
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("promo-models")
+    out = {}
+    for shift, name in enumerate(("old", "better", "worse")):
+        folder = Path(shutil.copytree(tiny_bert, root / name))
+        weights = load_file(folder / "model.safetensors")
+        weights["classifier.bias"] = weights["classifier.bias"] + shift
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+        out[name] = folder
+    return out
+
+
+def make_promote_project(d: Path, store: str, models: dict[str, Path]) -> str:
+    """A project the promote stage runs in, with its own copy of a migrated, empty sqlite store; its URI."""
+    from flipgate.io import predictions_frame, write_parquet
+
+    for name, folder in models.items():
+        shutil.copytree(folder, d / "models" / name)
+    shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), d / "mlflow.db")
+    uri = f"sqlite:///{d}/mlflow.db"
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["base"]["max_length"] = 32
+    params["promote"]["registered_name"] = NAME
+    params["tracking"].update(enabled=True, uri=uri)
+    (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    reg = toy_frame(20, 3, "r")
+    (d / "data" / "update").mkdir(parents=True)
+    reg.to_parquet(d / "data" / "update" / "regression.parquet")
+    logits = np.eye(2, dtype=np.float32)[reg["label"].to_numpy()]
+    for name in ("candidate", "old"):
+        write_parquet(predictions_frame(reg["id"], reg["label"], logits), d / "predictions" / f"{name}.parquet")
+    return uri
+
+
+def write_gate(p: Path, verdict: str, candidate: str) -> None:
+    (p / "reports").mkdir(exist_ok=True)
+    (p / "reports" / "gate.json").write_text(json.dumps(
+        {"verdict": verdict, "candidate": candidate, "metrics": {"nfr": 0.0, "accuracy": 0.9}}))
+
+
+def lock_held(uri: str) -> bool:
+    """Whether a process holds the store's promote lock."""
+    from flipgate.errors import FlipgateError
+    from flipgate.locks import store_lock
+
+    try:
+        with store_lock(uri, "promote", timeout=0.2):
+            return False
+    except FlipgateError:
+        return True
+
+
+def versions_of(uri: str, models: dict[str, Path]) -> dict[int, tuple[str, str, list[str]]]:
+    """{version: (model folder name, verdict, aliases)} of NAME, after checking what must hold at any time:
+    each model hash registered once, every version READY with its evidence and its predictions, no
+    version both champion and challenger, and the promote lock free."""
+    from flipgate import tracking
+    from flipgate.gate.registry import PREDICTIONS_TAG, folder_hash
+
+    assert not lock_held(uri), "the promote lock outlived its holder"
+    names = {folder_hash(folder): name for name, folder in models.items()}
+    client = tracking.connect(uri)
+    mvs = [client.get_model_version(NAME, mv.version)  # search leaves the aliases out
+           for mv in client.search_model_versions(f"name = '{NAME}'")]
+    hashes = [mv.tags["model_hash"] for mv in mvs]
+    assert len(hashes) == len(set(hashes)), f"a model registered twice: {sorted(hashes)}"
+    state = {}
+    for mv in mvs:
+        assert mv.status == "READY" and {"verdict", "regression_hash", "git_commit"} <= mv.tags.keys(), mv
+        artifacts = [a.path for a in client.list_artifacts(mv.run_id, str(Path(mv.tags[PREDICTIONS_TAG]).parent))]
+        assert artifacts == [mv.tags[PREDICTIONS_TAG]], (mv.version, artifacts)
+        assert not {"champion", "challenger"} <= set(mv.aliases), f"version {mv.version} is both: {mv.aliases}"
+        state[int(mv.version)] = (names[mv.tags["model_hash"]], mv.tags["verdict"], sorted(mv.aliases))
+    return state
+
+
+def promotion_json(p: Path) -> dict | None:
+    out = p / "reports" / "promotion.json"
+    return json.loads(out.read_text()) if out.exists() else None  # raises on a half-written file
+
+
+def assert_champion_loads(uri: str, models: dict[str, Path], name: str, dst: Path) -> None:
+    from flipgate.gate.registry import folder_hash, load_champion
+    from flipgate.models.classifier import load_classifier
+
+    folder = load_champion(NAME, dst, tracking_uri=uri)
+    assert folder_hash(folder) == folder_hash(models[name])
+    load_classifier(str(folder), ["0", "1"])
+
+
+def test_first_promotion_killed_at_each_step_is_finished_by_the_rerun(zygote, tmp_path, store, promo_models):
+    p, systmp = tmp_path / "project", tmp_path / "systmp"
+    uri = make_promote_project(p, store, promo_models)
+    write_gate(p, "pass", "better")
+    promote = partial(zygote.run, p, *PROMOTE, tmpdir=systmp)
+
+    locked = promote(fault=("flipgate.gate.registry._ensure_model", "after_call"), paused=lambda: lock_held(uri))
+    assert locked.rc == KILLED and locked.seen is True  # killed holding the lock: the kernel released it
+    assert versions_of(uri, promo_models) == {} and promotion_json(p) is None
+
+    boot = promote(fault=(f"{CLIENT}.create_model_version", "after_call"))
+    assert boot.rc == KILLED  # the baseline registered, not yet champion
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", [])}
+
+    cand = promote(fault=(f"{CLIENT}.create_model_version", "after_call"))
+    assert cand.rc == KILLED  # the rerun found version 1 by its hash: this is the candidate's registration
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", ["champion"]), 2: ("better", "pass", [])}
+
+    cut = promote(fault=("reports/promotion.json", "partial"))
+    assert cut.rc == KILLED  # the champion moved, promotion.json half written in its temp
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("better", "pass", ["champion"])}
+    assert promotion_json(p) is None and temps_of(p / "reports" / "promotion.json", cut.pid) == [cut.temp]
+
+    rerun = promote()
+    assert rerun.rc == 0, rerun.log
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("better", "pass", ["champion"])}
+    out = promotion_json(p)
+    assert (out["version"], out["champion_version"], out["aliases"], out["created"]) == (2, 2, ["champion"], False)
+    assert no_temps(p) == [] and list(systmp.iterdir()) == []
+    assert_champion_loads(uri, promo_models, "better", tmp_path / "champion")
+
+
+def test_promotion_killed_moving_the_alias_or_logging_the_model_leaves_one_version_each(
+        zygote, tmp_path, store, promo_models):
+    from flipgate import tracking
+
+    p, systmp = tmp_path / "project", tmp_path / "systmp"
+    uri = make_promote_project(p, store, promo_models)
+    promote = partial(zygote.run, p, *PROMOTE, tmpdir=systmp)
+    write_gate(p, "reject", "worse")
+    assert promote().rc == 0
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", ["champion"]),
+                                              2: ("worse", "reject", ["challenger"])}
+    rejected = (p / "reports" / "promotion.json").read_bytes()
+
+    write_gate(p, "pass", "worse")  # the same candidate passes a later gate: the challenger becomes champion
+    moved = promote(fault=(f"{CLIENT}.set_registered_model_alias", "after_call"))
+    assert moved.rc == KILLED
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("worse", "pass", ["champion"])}
+    assert (p / "reports" / "promotion.json").read_bytes() == rejected  # the old one, whole
+    again = promote()
+    assert again.rc == 0, again.log
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("worse", "pass", ["champion"])}
+    assert promotion_json(p)["aliases"] == ["champion"]
+
+    shutil.rmtree(p / "models" / "old")  # the champion is the baseline of the next gate
+    shutil.copytree(promo_models["worse"], p / "models" / "old")
+    write_gate(p, "pass", "better")
+    logged = promote(fault=(f"{CLIENT}.create_model_version", "before_call"))
+    assert logged.rc == KILLED  # the model and its predictions logged to the run, not registered
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("worse", "pass", ["champion"])}
+
+    staged = promote(fault=(f"{CLIENT}.log_model_artifacts", "after_call"))
+    assert staged.rc == KILLED  # the model copied to the store from MLflow's staging folder, still there
+    left = list(systmp.iterdir())  # MLflow's staging copy of the model, in the killed process's folder
+    assert len(left) == 1 and left[0].name.startswith(f".flipgate-mlflow.{staged.pid}@"), left
+    assert list(left[0].rglob("model.safetensors")) != []
+    assert versions_of(uri, promo_models) == {1: ("old", "bootstrap", []), 2: ("worse", "pass", ["champion"])}
+
+    renamed = promote(fault=("reports/promotion.json", "after_rename"))
+    assert renamed.rc == KILLED
+    assert list(systmp.iterdir()) == []  # the killed run's staging folder: removed by the next one
+    new = {1: ("old", "bootstrap", []), 2: ("worse", "pass", []), 3: ("better", "pass", ["champion"])}
+    assert versions_of(uri, promo_models) == new
+    out = promotion_json(p)  # the new one, whole
+    assert (out["version"], out["aliases"], out["created"]) == (3, ["champion"], True)
+    assert out["tags"]["baseline_version"] == "2"
+
+    rerun = promote()
+    assert rerun.rc == 0, rerun.log
+    assert versions_of(uri, promo_models) == new and promotion_json(p)["champion_version"] == 3
+    assert no_temps(p) == [] and list(systmp.iterdir()) == []
+    assert_champion_loads(uri, promo_models, "better", tmp_path / "champion")
+    # What a kill does leave: the killed runs stay RUNNING, and what they logged before registering stays
+    # in the artifact store, unregistered (MLflow has no transaction across logging and registering): 5
+    # logged copies of a model for 3 versions.
+    client = tracking.connect(uri)
+    runs = client.search_runs([tracking.experiment_id(client)], "tags.`flipgate.stage` = 'promote'")
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3 + ["RUNNING"] * 4
+    assert len(list((p / "mlartifacts").rglob("model.safetensors"))) == 5

@@ -27,8 +27,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -49,7 +51,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
-from flipgate.io import frame_hash  # noqa: E402
+from flipgate.io import _remove_stale_temps, _writer_tag, frame_hash  # noqa: E402
 from flipgate.locks import sqlite_file, store_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -368,7 +370,7 @@ def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
     loading the model unpickles nothing (the file only imports the installed flipgate)."""
     from flipgate.models.pyfunc import ARTIFACT_KEY, CODE_FILE
 
-    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
+    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"), _staging():
         # A deliberate choice MLflow warns about on every call: no input example (it would run the
         # model; the signature is explicit instead).
         warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
@@ -380,6 +382,25 @@ def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
             signature=_signature(),
             pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
         )
+
+
+STAGING = "flipgate-mlflow"  # in the system temp folder: .flipgate-mlflow.<pid>@<host>.XXXX.tmp
+
+
+@contextlib.contextmanager
+def _staging() -> Iterator[None]:
+    """Have MLflow stage the model it logs (a full copy, in a tempfile folder it removes when done) in a
+    folder named by this process, removed at the next log once this process is dead: a killed log would
+    otherwise leave a model copy in the system temp folder for good. Sets tempfile.tempdir meanwhile."""
+    base = Path(tempfile.gettempdir())
+    _remove_stale_temps(base / STAGING)
+    folder = tempfile.mkdtemp(prefix=f".{STAGING}.{_writer_tag()}.", suffix=".tmp", dir=base)
+    before, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -301,12 +301,14 @@ def _was_champion(mv) -> bool:
 
 
 def _set_alias(client, name: str, version: str, alias: str) -> None:
-    """Point `alias` at `version`; a version that becomes champion stops being the challenger."""
-    client.set_registered_model_alias(name, alias, version)
+    """Point `alias` at `version`; a version that becomes champion stops being the challenger.
+    The challenger alias goes first: a promotion killed between the two writes leaves the champion where
+    it was (the rerun moves it), never one version as both (the rerun would find it champion already)."""
     if alias == CHAMPION:
         challenger = _alias_version(client, name, CHALLENGER)
         if challenger is not None and challenger.version == version:
             client.delete_registered_model_alias(name, CHALLENGER)
+    client.set_registered_model_alias(name, alias, version)
 
 
 def _result(client, name: str, mv, verdict: str, created: bool, boot: int | None, note: str) -> Promotion:
