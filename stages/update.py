@@ -14,9 +14,9 @@ def main() -> None:
     out = sys.argv[1]
     data, sizes = load_section("data"), load_section("update")
     add_classes = data.scenario == "add_classes"
+    # stage.run checked the whole params file first (params.check_all): data.files / data.hf are present
+    # for their source, and update.new_classes implies add_classes.
     if data.source == "files":
-        if data.files is None:
-            raise stage.FlipgateError("data.files: required when data.source is files (old, new, dev, regression)")
         cols = (data.text_column, data.label_column, data.id_column)
         f = data.files
         result = update.from_files(
@@ -28,13 +28,9 @@ def main() -> None:
         )
     else:
         if data.source == "hf":
-            if data.hf is None:
-                raise stage.FlipgateError("data.hf: required when data.source is hf (dataset, split)")
             pool = sources.load_hf(data.hf.dataset, data.hf.config, data.hf.split, data.text_column, data.label_column)
         else:
             pool = sources.load_embedded()
-        if sizes.new_classes and not add_classes:
-            raise stage.FlipgateError("update.new_classes: set data.scenario: add_classes to hold classes out of D_old")
         result = update.from_pool(pool, sizes.n_old, sizes.n_new, sizes.n_dev, sizes.n_regression, sizes.seed, sizes.new_classes)
     update.save(result, out)
     stage.log.info(

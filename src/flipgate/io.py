@@ -39,8 +39,7 @@ def atomic_path(path: str | Path, *, folder: bool | None = None) -> Iterator[Pat
     path = Path(path)
     _refuse_target(path, folder)
     _make_parent(path)
-    _remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
+    tmp = writer_temp_dir(path)
     target = tmp / path.name
     try:
         yield target
@@ -64,6 +63,13 @@ def _make_parent(path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise FlipgateError(f"{path}: cannot create its folder {path.parent}: a file stands in the way ({exc})") from exc
+
+
+def writer_temp_dir(path: Path) -> Path:
+    """A new temp folder beside `path` named by this writer (.NAME.<pid>@<host>.XXXX.tmp), after removing
+    the ones a dead writer of the same `path` left behind."""
+    _remove_stale_temps(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp", dir=path.parent))
 
 
 def _writer_tag() -> str:

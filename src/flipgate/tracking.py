@@ -51,7 +51,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
-from flipgate.io import _remove_stale_temps, _writer_tag, frame_hash  # noqa: E402
+from flipgate.io import frame_hash, writer_temp_dir  # noqa: E402
 from flipgate.locks import sqlite_file, store_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -392,9 +392,7 @@ def _staging() -> Iterator[None]:
     """Have MLflow stage the model it logs (a full copy, in a tempfile folder it removes when done) in a
     folder named by this process, removed at the next log once this process is dead: a killed log would
     otherwise leave a model copy in the system temp folder for good. Sets tempfile.tempdir meanwhile."""
-    base = Path(tempfile.gettempdir())
-    _remove_stale_temps(base / STAGING)
-    folder = tempfile.mkdtemp(prefix=f".{STAGING}.{_writer_tag()}.", suffix=".tmp", dir=base)
+    folder = str(writer_temp_dir(Path(tempfile.gettempdir()) / STAGING))
     before, tempfile.tempdir = tempfile.tempdir, folder
     try:
         yield
