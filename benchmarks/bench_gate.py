@@ -42,7 +42,7 @@ def predictions(ids: pa.Array, labels: np.ndarray, pred: np.ndarray, rng: np.ran
 def write_files(n: int, folder: Path, seed: int = 0) -> dict[str, Path]:
     """Baseline ~90% accurate; candidate ~91% with ~0.45% negative flips, in order and shuffled."""
     rng = np.random.default_rng(seed)
-    # large_string ids, as flipgate.io.predictions_frame writes them
+    # large_string ids, as flipgate.predictions.predictions_frame writes them
     ids = pc.binary_join_element_wise("reg-", pc.cast(pa.array(np.arange(n)), pa.string()), "")
     ids = pc.cast(ids, pa.large_string())
     labels = rng.integers(0, CLASSES, n)

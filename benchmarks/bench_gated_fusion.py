@@ -26,9 +26,9 @@ from pathlib import Path
 import yaml
 
 from flipgate.data import update
-from flipgate.io import read_json, read_table, write_json
+from flipgate.io import read_json, write_json
 from flipgate.mitigation.cache import time_exact_search
-from flipgate.mitigation.ensemble import KINDS, align_tables, dev_tolerance, ensemble, score
+from flipgate.mitigation.ensemble import KINDS, aligned_pair, dev_tolerance, ensemble, score
 from flipgate.mitigation.select import rule_from
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
 from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, fit, predict_splits, score_outputs
@@ -36,6 +36,7 @@ from flipgate.models.device import get_device
 from flipgate.models.run import fine_tune
 from flipgate.models.train import TrainConfig
 from flipgate.params import GatedFusion, load_section, load_seeds, read_params
+from flipgate.predictions import read_predictions
 
 SPLITS = ("dev", "regression")
 
@@ -110,7 +111,7 @@ def benchmark(args) -> dict:
     ensure_model("old", base.model, old_dir, preds / "old", args.data, labels, base, args.params, device, seed)
     new_seconds = ensure_model("new", str(old_dir), work / "new", preds / "new", args.data, labels, base,
                                args.params, device, seed)
-    tables = {m: {s: read_table(preds / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new")}
+    tables = {m: {s: read_predictions(preds / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new")}
     splits = {s: update.load_split(args.data, s) for s in SPLITS}
     ens, gate = load_section("ensembles", args.params), load_section("gate", args.params)
     tol = dev_tolerance(ens.tolerance, tables["new"]["dev"], ens.ci_level)
@@ -144,7 +145,7 @@ def benchmark(args) -> dict:
                          "train_ratio": ratio, "mean_alpha": report["regression"]["mean_alpha"],
                          "cache": report["regression"]["cache"],
                          "goals": goals(report, report["regression"]["models"]["new"], new_dev_acc, tol)}
-    aligned = {s: align_tables(tables["old"][s], tables["new"][s], s) for s in SPLITS}
+    aligned = {s: aligned_pair(tables["old"][s], tables["new"][s], s) for s in SPLITS}
     head = [row(m, *(score(aligned[s][i], *aligned[s]) for s in SPLITS), 1.0 if m == "new" and new_seconds else None)
             for i, m in enumerate(("old", "new"))]
     return {"rows": head + rows, "configs": results, "new_train_seconds": new_seconds, "tolerance": tol}

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flipgate.io import read_json, read_table
+from flipgate.io import read_json
 from flipgate.mitigation.select import Options, Rule, choose, tolerance_and_halfwidth
+from flipgate.predictions import read_predictions
 
 RULES = {
     "tolerance 0.5 pt": ("tolerance", 0.5, 0.5),
@@ -28,8 +29,8 @@ RULES = {
 
 def seed_case(run: Path) -> dict:
     preds, reports = run / "predictions", run / "reports"
-    old, new = read_table(preds / "old" / "dev.parquet"), read_table(preds / "new" / "dev.parquet")
-    target = read_table(preds / "target" / "dev.parquet")
+    old, new = read_predictions(preds / "old" / "dev.parquet"), read_predictions(preds / "new" / "dev.parquet")
+    target = read_predictions(preds / "target" / "dev.parquet")
     sweep = pd.read_parquet(reports / "bcwi_sweep_dev.parquet")
     sweep = sweep[sweep["variant"] == "plain"]
     order = old["id"].astype(str)
@@ -39,7 +40,7 @@ def seed_case(run: Path) -> dict:
     metrics = read_json(reports / "metrics.json")["regression"]
     gf = preds / "gated_fusion" / "dev.parquet"
     return {"old": old, "new": new, "target": target, "grid": grid, "reg_curve": reg_curve, "metrics": metrics,
-            "gated_fusion": read_table(gf) if gf.exists() else None}
+            "gated_fusion": read_predictions(gf) if gf.exists() else None}
 
 
 def apply(case: dict, objective: str, confidence: float, tol_points: float, budget: float, min_gain: float) -> dict:

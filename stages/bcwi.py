@@ -12,12 +12,12 @@ from safetensors.torch import load_file
 
 from flipgate import stage
 from flipgate.data import update
-from flipgate.io import read_table
 from flipgate.mitigation.bcwi import normalise_fisher
 from flipgate.mitigation.bcwi_run import run_bcwi, save_selected, write_reports
 from flipgate.mitigation.select import rule_from
 from flipgate.models.device import get_device
 from flipgate.params import load_section
+from flipgate.predictions import read_predictions
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     base, bcwi, gate = load_section("base"), load_section("bcwi"), load_section("gate")
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
-    preds = {m: {s: read_table(pred_root / m / f"{s}.parquet") for s in splits} for m in ("old", "new")}
+    preds = {m: {s: read_predictions(pred_root / m / f"{s}.parquet") for s in splits} for m in ("old", "new")}
     new_dirs = {"plain": str(model_root / "new")}
     if "soup" in bcwi.variants:
         new_dirs["soup"] = str(soup_dir)

@@ -8,10 +8,11 @@ Reads the run's predictions/{old,new}; writes its predictions/ensemble_{prob,log
 import sys
 
 from flipgate import stage
-from flipgate.io import read_table, write_json, write_parquet
+from flipgate.io import write_json, write_parquet
 from flipgate.mitigation.ensemble import KINDS, ensemble
 from flipgate.mitigation.select import rule_from
 from flipgate.params import load_section
+from flipgate.predictions import read_predictions
 
 SPLITS = ("dev", "regression")
 
@@ -19,7 +20,7 @@ SPLITS = ("dev", "regression")
 def main() -> None:
     root = stage.current().predictions
     p, gate = load_section("ensembles"), load_section("gate")
-    old, new = ({s: read_table(root / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new"))
+    old, new = ({s: read_predictions(root / m / f"{s}.parquet") for s in SPLITS} for m in ("old", "new"))
     rule, half = rule_from(p.objective, gate.nfr_budget, p.confidence, gate.min_gain, p.tolerance, p.ci_level,
                            int((new["dev"]["pred"] == new["dev"]["label"]).sum()), len(new["dev"]))
     report = {"rule": rule.describe(), "objective": p.objective, "tolerance": rule.tolerance, "alphas": p.alphas}

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from flipgate import stage
 from flipgate.data import update
-from flipgate.io import read_json, read_table, write_json
+from flipgate.io import read_json, write_json
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
 from flipgate.mitigation.gated_fusion_run import fit, predict_splits, score_outputs, train_summary, write_outputs
 from flipgate.models.device import get_device
 from flipgate.params import load_section
+from flipgate.predictions import read_predictions
 
 def main() -> None:
     data_dir = Path(sys.argv[1])
@@ -24,8 +25,8 @@ def main() -> None:
     base, p = load_section("base"), load_section("gated_fusion")
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
-    old_tables = {s: read_table(pred_root / "old" / f"{s}.parquet") for s in splits}
-    new_tables = {s: read_table(pred_root / "new" / f"{s}.parquet") for s in splits}
+    old_tables = {s: read_predictions(pred_root / "old" / f"{s}.parquet") for s in splits}
+    new_tables = {s: read_predictions(pred_root / "new" / f"{s}.parquet") for s in splits}
     init = {"old": str(model_root / "old"), "base": base.model}.get(p.init, p.init)
     config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                         inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))

@@ -9,16 +9,17 @@ import sys
 from pathlib import Path
 
 from flipgate import stage
-from flipgate.io import atomic_path, read_table, write_json
+from flipgate.io import atomic_path, write_json
 from flipgate.mitigation.select import rule_from
 from flipgate.params import load_section
+from flipgate.predictions import read_predictions
 from flipgate.select import choose_candidate
 
 
 def main() -> None:
     pred_root, model_root, out = map(Path, sys.argv[1:4])
     sel, gate = load_section("select"), load_section("gate")
-    ref = read_table(pred_root / sel.reference / "dev.parquet")
+    ref = read_predictions(pred_root / sel.reference / "dev.parquet")
     rule, _ = rule_from(sel.objective, gate.nfr_budget, sel.confidence, gate.min_gain, sel.tolerance, sel.ci_level,
                         int((ref["pred"] == ref["label"]).sum()), len(ref))
     result = choose_candidate(pred_root, sel.candidates, sel.reference, rule)

@@ -231,10 +231,10 @@ def test_known_crash_inputs_are_bad_input_naming_the_file(pair, tmp_path, capsys
     pq.write_table(pa.table(columns), path)
     assert gate("--baseline", pair[0], "--candidate", path) == 3
     assert f"{path}: column " in capsys.readouterr().err
-    from flipgate.io import read_table  # the stages' reader
+    from flipgate.predictions import read_predictions  # the stages' reader
 
     with pytest.raises(FlipgateError, match=str(path)):
-        read_table(path)
+        read_predictions(path)
 
 
 # 7. --allow-identical judges byte-identical files ----------------------------------------------------

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from flipgate.errors import FlipgateError
-from flipgate.io import logits_matrix, predictions_frame, read_json, read_table, write_parquet
+from flipgate.io import read_json, write_parquet
 from flipgate.mitigation.select import Rule, rule_from
 from flipgate.mitigation.ensemble import ensemble, logit_ensemble, pad_old_logits, prob_ensemble, softmax
+from flipgate.predictions import logits_matrix, predictions_frame, read_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +109,8 @@ def test_tables_are_aligned_by_id_and_mismatches_are_named():
     a = ensemble("prob", {"dev": old_dev}, {"dev": new_dev}, [0.7])
     b = ensemble("prob", {"dev": old_dev}, {"dev": shuffled}, [0.7])
     pd.testing.assert_frame_equal(a.tables["dev"], b.tables["dev"])
-    with pytest.raises(FlipgateError, match="different ids"):
+    with pytest.raises(FlipgateError, match=r"predictions/new/dev vs predictions/old/dev: ids do not match: "
+                                            r"1 baseline id\(s\) missing from the candidate \(e.g. 'd9'\)"):
         ensemble("prob", {"dev": old_dev}, {"dev": new_dev.iloc[:-1]}, [0.7])
     with pytest.raises(FlipgateError, match="dev predictions"):
         ensemble("prob", {"regression": old_dev}, {"regression": new_dev}, [0.7])
@@ -129,7 +131,7 @@ def test_stage_writes_tables_and_report_into_its_seed_run_folder(tmp_path):
     report = read_json(run_dir / "reports" / "ensembles.json")
     assert report["logit"]["alpha"] == 0.5 and report["prob"]["alpha"] in (0.5, 0.9)
     for kind in ("prob", "logit"):
-        t = read_table(run_dir / "predictions" / f"ensemble_{kind}" / "regression.parquet")
+        t = read_predictions(run_dir / "predictions" / f"ensemble_{kind}" / "regression.parquet")
         assert list(t["id"]) == list(old_dev["id"])
         assert report[kind]["metrics"]["regression"]["fix_rate"] >= 0
     timing = read_json(run_dir / "reports" / "timings" / "ensembles.json")

@@ -221,7 +221,7 @@ def test_validate_killed_never_leaves_a_pass_and_the_rerun_cleans_up(zygote, tmp
 
 
 def test_training_killed_while_saving_or_predicting_keeps_whole_artifacts(zygote, tmp_path, tiny_bert):
-    from flipgate.io import read_table
+    from flipgate.predictions import read_predictions
     from flipgate.models.classifier import load_classifier
 
     p = make_project(tmp_path, tiny_bert)
@@ -244,20 +244,21 @@ def test_training_killed_while_saving_or_predicting_keeps_whole_artifacts(zygote
     assert digest(model) != v1_model
     load_classifier(str(model), ["0", "1"])  # the new model, whole
     assert (preds / "regression.parquet").read_bytes() == v1_reg  # the old table, whole
-    assert len(read_table(preds / "dev.parquet")) == 20 and len(read_table(preds / "regression.parquet")) == 20
+    assert len(read_predictions(preds / "dev.parquet")) == 20 and len(read_predictions(preds / "regression.parquet")) == 20
     assert temps_of(preds / "regression.parquet", predicting.pid) == [predicting.temp]
 
     rerun = zygote.run(p, *run)
     assert rerun.rc == 0, rerun.log
     assert no_temps(p) == []
-    assert len(read_table(preds / "regression.parquet")) == 20
+    assert len(read_predictions(preds / "regression.parquet")) == 20
     assert json.loads((p / "seeds/0/reports/train/old.json").read_text())["lr"] == 3e-3
 
 
 def write_predictions(p: Path, flips: int) -> None:
     """Hand-made predictions of old and new on the update's splits: new flips `flips` of old's rights."""
     from flipgate.data import update
-    from flipgate.io import predictions_frame, write_parquet
+    from flipgate.io import write_parquet
+    from flipgate.predictions import predictions_frame
 
     for split in ("dev", "regression"):
         df = update.load_split(p / "data" / "update", split)
@@ -333,7 +334,8 @@ def promo_models(tiny_bert, tmp_path_factory) -> dict[str, Path]:
 
 def make_promote_project(d: Path, store: str, models: dict[str, Path]) -> str:
     """A project the promote stage runs in, with its own copy of a migrated, empty sqlite store; its URI."""
-    from flipgate.io import predictions_frame, write_parquet
+    from flipgate.io import write_parquet
+    from flipgate.predictions import predictions_frame
 
     for name, folder in models.items():
         shutil.copytree(folder, d / "models" / name)

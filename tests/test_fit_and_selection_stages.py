@@ -16,8 +16,9 @@ import pytest
 import torch
 import yaml
 
-from flipgate.io import predictions_frame, write_parquet
+from flipgate.io import write_parquet
 from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.predictions import predictions_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [f"kw{i}" for i in range(20)]

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from flipgate.data import update
-from flipgate.io import read_json, read_table
+from flipgate.io import read_json
 from flipgate.mitigation.gated_fusion import (
     FusionSchedule,
     GateConfig,
@@ -27,6 +27,7 @@ from flipgate.models.classifier import load_classifier, save_classifier
 from flipgate.models.predict import predict_logits
 from flipgate.models.run import fine_tune
 from flipgate.models.train import TrainConfig, train_classifier
+from flipgate.predictions import read_predictions
 
 from conftest import toy_frame
 
@@ -244,7 +245,7 @@ def test_stage_writes_the_model_predictions_and_report(project):
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("gated_fusion", "gated_fusion_dropped", "gated_fusion_cache50", "gated_fusion_cache75"):
         for split in ("dev", "regression"):
-            t = read_table(project / "predictions" / name / f"{split}.parquet")
+            t = read_predictions(project / "predictions" / name / f"{split}.parquet")
             assert len(t) == (30 if split == "dev" else 40)
     report = read_json(project / "reports" / "gated_fusion.json")
     assert report["variant"] == "heldout" and report["gate_inputs"] == "both"
@@ -260,7 +261,7 @@ def test_stage_writes_the_model_predictions_and_report(project):
     # The saved folder predicts the regression set as the table says.
     gf = load_gated_fusion(project / "models" / "gated_fusion", CPU)
     reg_df = update.load_split(project / "data" / "update", "regression")
-    table = read_table(project / "predictions" / "gated_fusion" / "regression.parquet")
+    table = read_predictions(project / "predictions" / "gated_fusion" / "regression.parquet")
     np.testing.assert_allclose(gf.predict(reg_df["text"].tolist()).logits, np.stack(table["logits"]), rtol=1e-4, atol=1e-5)
 
 

@@ -10,8 +10,9 @@ import pandas as pd
 
 from flipgate.data.validate import render_markdown, validate_update
 from flipgate.gate.policy import Policy, decide
-from flipgate.io import predictions_frame, write_parquet
+from flipgate.io import write_parquet
 from flipgate.markdown import MENTION_BREAK, md_code, md_text, no_mentions
+from flipgate.predictions import predictions_frame
 from flipgate.report.build import build_report
 
 N = 50

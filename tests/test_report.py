@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from flipgate.errors import FlipgateError
-from flipgate.io import predictions_frame, write_parquet
+from flipgate.io import write_parquet
+from flipgate.predictions import predictions_frame
 from flipgate.report.aggregate import aggregate, load_runs, mean_std, wall_time
 from flipgate.report.build import build_report, discover_models, flip_matrix
 from flipgate.report.ledger import flip_ledger, read_regression, softmax_confidence

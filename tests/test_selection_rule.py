@@ -83,8 +83,16 @@ def test_bootstrap_reports_how_sure_the_choice_is():
     assert again.distribution == d.distribution
 
 
-def test_options_from_tables_refuse_rows_out_of_order():
-    old = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "pred": [0, 1]})
-    flipped = old.iloc[::-1].reset_index(drop=True)
-    with pytest.raises(FlipgateError, match="same order"):
-        Options.from_tables({"x": flipped}, old, old)
+def test_options_from_tables_line_rows_up_by_id_and_refuse_other_ids():
+    old = pd.DataFrame({"id": ["a", "b", "c"], "label": [0, 1, 1], "pred": [0, 1, 0]})  # right on a, b
+    shuffled = pd.DataFrame({"id": ["c", "a", "b"], "label": [1, 0, 1], "pred": [1, 1, 1]})  # right on b, c
+    o = Options.from_tables({"x": shuffled}, old, old)
+    assert o.correct[:, 0].tolist() == [False, True, True]  # in old's order: a wrong, b right, c right
+    assert o.flips[:, 0].tolist() == [True, False, False]  # a: old right, x wrong
+    assert o.old_correct.tolist() == [True, True, False] and o.ref_correct.tolist() == [True, True, False]
+    with pytest.raises(FlipgateError, match=r"dev: x vs dev: old: ids do not match: 1 baseline id\(s\) missing "
+                                            r"from the candidate \(e.g. 'c'\); 1 candidate id\(s\) missing from "
+                                            r"the baseline \(e.g. 'z'\)"):
+        Options.from_tables({"x": shuffled.assign(id=["z", "a", "b"])}, old, old)
+    with pytest.raises(FlipgateError, match=r"dev: x: 1 id\(s\) have a different label than in dev: old, e.g. 'c'"):
+        Options.from_tables({"x": shuffled.assign(label=[0, 0, 1])}, old, old)

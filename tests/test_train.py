@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from flipgate.io import read_table
+from flipgate.predictions import read_predictions
 from flipgate.models.batching import Encoded, length_grouped_batches
 from flipgate.models.classifier import load_classifier, save_classifier
 from flipgate.models.device import set_seed
@@ -50,7 +50,7 @@ def test_same_seed_same_predictions_and_new_starts_from_old(tiny_bert, tmp_path)
     runs = []
     for name in ("a", "b"):
         fine_tune(str(tiny_bert), ["0", "1"], train, {"dev": dev}, cfg, CPU, tmp_path / name, tmp_path / f"p{name}", 16, {})
-        runs.append(read_table(tmp_path / f"p{name}" / "dev.parquet"))
+        runs.append(read_predictions(tmp_path / f"p{name}" / "dev.parquet"))
     np.testing.assert_array_equal(np.stack(runs[0]["logits"]), np.stack(runs[1]["logits"]))
 
     # new = old's weights: loading the saved old model reproduces it exactly, classifier head included.

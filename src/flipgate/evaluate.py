@@ -8,26 +8,16 @@ from pathlib import Path
 import pandas as pd
 
 from flipgate.errors import FlipgateError
-from flipgate.io import read_json, read_table
+from flipgate.io import read_json
 from flipgate.metrics.flips import fix_and_new_fault, flip_counts
+from flipgate.predictions import align, read_predictions
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("dev", "regression")
+RERUN = "both must be predictions on the same split: rerun `dvc repro`"
 # The regression set's parts when the update added classes: gold label known to old, or added.
 PARTS = {"regression_old_labels": lambda label, k: label < k, "regression_new_labels": lambda label, k: label >= k}
-
-
-def align(old: pd.DataFrame, cand: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Join two predictions tables on id; both must hold exactly the same ids and labels."""
-    merged = old[["id", "label", "pred"]].merge(cand[["id", "label", "pred"]], on="id", how="outer",
-                                                 suffixes=("_old", ""), indicator=True)
-    missing = merged["_merge"] != "both"
-    if missing.any():
-        raise FlipgateError(f"{where}: {int(missing.sum())} id(s) not in both tables, e.g. {merged['id'][missing].iloc[0]!r}")
-    if (merged["label_old"] != merged["label"]).any():
-        raise FlipgateError(f"{where}: labels differ from old's for {int((merged['label_old'] != merged['label']).sum())} id(s)")
-    return merged
 
 
 def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str = "new",
@@ -43,7 +33,7 @@ def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str =
         raise FlipgateError(f"evaluate: no predictions for the baseline model {baseline!r}")
     out: dict = {}
     for split in SPLITS:
-        tables = {name: read_table(d / f"{split}.parquet") for name, d in pred_dirs.items()}
+        tables = {name: read_predictions(d / f"{split}.parquet") for name, d in pred_dirs.items()}
         out[split] = _split_metrics(tables, baseline, reference, split)
         if split == "regression" and num_old_labels is not None:
             for part, keep in PARTS.items():
@@ -55,14 +45,14 @@ def evaluate(pred_dirs: dict[str, Path], baseline: str = "old", reference: str =
 
 def _split_metrics(tables: dict[str, pd.DataFrame], baseline: str, reference: str, split: str) -> dict:
     base = tables[baseline]
-    ref = align(base, tables[reference], f"predictions/{reference}/{split}") if reference in tables else None
+    labels, base_pred = base["label"].to_numpy(), base["pred"].to_numpy()
+    pred = {name: align(base, table, f"predictions/{baseline}/{split}", f"predictions/{name}/{split}",
+                        hint=RERUN)["pred"].to_numpy() for name, table in tables.items()}
     rows = {}
-    for name, table in tables.items():
-        m = align(base, table, f"predictions/{name}/{split}")
-        row = flip_counts(m["label"], m["pred_old"], m["pred"]).as_dict()
-        if ref is not None and name not in (baseline, reference):
-            ref_pred = ref.set_index("id").loc[m["id"], "pred"].to_numpy()
-            row.update(fix_and_new_fault(m["label"], m["pred_old"], ref_pred, m["pred"]))
+    for name in tables:
+        row = flip_counts(labels, base_pred, pred[name]).as_dict()
+        if reference in pred and name not in (baseline, reference):
+            row.update(fix_and_new_fault(labels, base_pred, pred[reference], pred[name]))
         rows[name] = row
     return rows
 

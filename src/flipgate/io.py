@@ -1,4 +1,4 @@
-"""Atomic file writes and the predictions table, the currency between stages."""
+"""Atomic file writes, JSON and parquet (predictions tables are read and built in flipgate.predictions)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ import pandas as pd
 from flipgate.errors import FlipgateError
 
 log = logging.getLogger(__name__)
-
-PREDICTION_COLUMNS = ("id", "label", "pred")
 
 
 @contextlib.contextmanager
@@ -154,101 +152,6 @@ def read_json(path: str | Path) -> object:
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path, folder=False) as tmp:
         df.to_parquet(tmp, index=False)
-
-
-def predictions_frame(ids, labels, logits: np.ndarray) -> pd.DataFrame:
-    """Build a predictions table: id, label, pred, logits (one float32 list per row)."""
-    logits = np.asarray(logits, dtype=np.float32)
-    return pd.DataFrame(
-        {
-            "id": pd.Series(ids, dtype="string"),
-            "label": np.asarray(labels, dtype=np.int64),
-            "pred": logits.argmax(axis=1).astype(np.int64) if len(logits) else np.zeros(0, np.int64),
-            "logits": list(logits),
-        }
-    )
-
-
-def read_table(path: str | Path, columns: tuple[str, ...] = PREDICTION_COLUMNS) -> pd.DataFrame:
-    """Read a predictions table (parquet, csv or jsonl) and check its columns.
-
-    Raises FlipgateError naming the file when it is missing (or a folder), unreadable, lacks a column,
-    has ids that are not scalar text (bytes that are not UTF-8, lists), missing or duplicate ids, or
-    labels/preds that are not int64 class ids.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise FlipgateError(f"{path}: is a folder, not a predictions file; name the file (.parquet, .csv or .jsonl)")
-    if not path.exists():
-        raise FlipgateError(f"{path}: file not found")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif suffix == ".csv":
-            df = pd.read_csv(path, dtype={"id": str})
-        elif suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=suffix == ".jsonl", dtype={"id": object})  # ids as written
-        else:
-            raise FlipgateError(f"{path}: unknown format {suffix!r}; use .parquet, .csv or .jsonl")
-    except FlipgateError:
-        raise
-    except Exception as exc:  # pyarrow, csv and json parsers raise many types
-        raise FlipgateError(f"{path}: cannot read it as {suffix[1:]} ({type(exc).__name__}: {exc})") from exc
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise FlipgateError(f"{path}: missing column(s) {missing}; a predictions table needs {list(columns)}")
-    df["id"] = text_ids(df["id"], path)
-    no_id = df["id"].isna() | (df["id"] == "")
-    if no_id.any():
-        raise FlipgateError(f"{path}: {int(no_id.sum())} row(s) have no id")
-    dup = df["id"].duplicated()
-    if dup.any():
-        raise FlipgateError(f"{path}: {int(dup.sum())} duplicate id(s), e.g. {df['id'][dup].iloc[0]!r}")
-    for col in ("label", "pred"):
-        if col in columns:
-            df[col] = _class_ids(df[col], path, col)
-    return df
-
-
-def text_ids(ids: pd.Series, path: Path) -> pd.Series:
-    """The id column as strings. Integers and text are ids; UTF-8 bytes are decoded; anything else
-    (floats: a missing id turns an integer column into floats; lists; bytes that are not text) is refused."""
-    if pd.api.types.is_float_dtype(ids) and len(ids):
-        raise FlipgateError(f"{path}: column 'id' holds floats ({ids.dtype}); ids must be text or integers "
-                            "(a missing id turns an integer column into floats)")
-    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=True) not in ("string", "integer", "empty"):
-        for i, value in enumerate(ids):  # slow path, only for unusual columns: find the first bad row
-            if isinstance(value, bytes):
-                try:
-                    value.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise FlipgateError(f"{path}: id in row {i} is bytes that are not UTF-8 text ({value[:20]!r}); "
-                                        "ids must be text or integers") from None
-            elif not (isinstance(value, (str, int, np.integer)) or value is None or value is pd.NA
-                      or (isinstance(value, float) and value != value)):
-                raise FlipgateError(f"{path}: id in row {i} is a {type(value).__name__} ({str(value)[:40]}); "
-                                    "ids must be text or integers, one per row")
-        ids = ids.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
-    return ids.astype("string")
-
-
-def _class_ids(values: pd.Series, path: Path, col: str) -> pd.Series:
-    """An integer column as int64, refusing other types and values beyond int64 (a uint64 column)."""
-    if not pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values):
-        raise FlipgateError(f"{path}: column {col!r} must hold integer class ids, found {values.dtype}")
-    if values.isna().any():
-        raise FlipgateError(f"{path}: {int(values.isna().sum())} row(s) have no {col}")
-    if pd.api.types.is_unsigned_integer_dtype(values) and len(values) and values.max() > np.iinfo(np.int64).max:
-        raise FlipgateError(f"{path}: column {col!r} holds {values.max()}, beyond int64; class ids are small integers")
-    return values.astype(np.int64)
-
-
-def logits_matrix(df: pd.DataFrame) -> np.ndarray:
-    """Stack the `logits` column into an (n, classes) float32 array."""
-    if len(df) == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack(df["logits"].to_numpy()).astype(np.float32)
 
 
 def frame_hash(df: pd.DataFrame, columns: list[str]) -> str:

@@ -10,21 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from flipgate.errors import FlipgateError
-from flipgate.io import read_table
 from flipgate.mitigation.select import Options, Rule, choose
+from flipgate.predictions import read_predictions
 
 
 def choose_candidate(pred_root: Path, candidates: list[str], reference: str, rule: Rule) -> dict:
     """Dev figures only. Candidates without predictions are skipped (and listed as such)."""
-    old = read_table(pred_root / "old" / "dev.parquet")
-    ref = read_table(pred_root / reference / "dev.parquet")
+    old = read_predictions(pred_root / "old" / "dev.parquet")
+    ref = read_predictions(pred_root / reference / "dev.parquet")
     tables, missing = {}, []
     for name in candidates:
         path = pred_root / name / "dev.parquet"
         if not path.exists():
             missing.append(name)
             continue
-        tables[name] = read_table(path)
+        tables[name] = read_predictions(path)
     if not tables:
         raise FlipgateError(f"select.candidates: none of {candidates} has predictions under {pred_root}")
     options = Options.from_tables(tables, old, ref, where=str(pred_root / "*" / "dev.parquet"))

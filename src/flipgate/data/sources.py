@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
-from flipgate.io import text_ids
+from flipgate.predictions import text_ids
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from flipgate.errors import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REJECT, EXIT_STATUS_HELP, FlipgateError
 from flipgate.gate.policy import Decision, Policy, decide
-from flipgate.gate.tables import align, check_predictions_file, read_predictions, resolve_predictions, same_file
+from flipgate.gate.tables import resolve_predictions, same_file
+from flipgate.predictions import align, check_file, read_arrow
 
 log = logging.getLogger(__name__)
 
@@ -127,25 +128,27 @@ def gate_files(
     start = time.perf_counter()
     base_path, cand_path = resolve_predictions(baseline_ref), resolve_predictions(candidate_ref)
     for path in (base_path, cand_path):
-        check_predictions_file(path)
+        check_file(path)
     if not allow_identical and same_file(base_path, cand_path):
         raise FlipgateError(
             f"{cand_path}: the candidate is the baseline's own file ({base_path}); "
             "pass the candidate model's predictions"
         )
-    data = align(read_predictions(base_path), read_predictions(cand_path), str(base_path), str(cand_path))
-    if not allow_identical and len(data.labels) and np.array_equal(data.baseline_pred, data.candidate_pred):
+    base = read_arrow(base_path)
+    cand = align(base, read_arrow(cand_path), str(base_path), str(cand_path))  # in the baseline's row order
+    labels, base_pred, cand_pred = (t[c].to_numpy() for t, c in ((base, "label"), (base, "pred"), (cand, "pred")))
+    if not allow_identical and len(labels) and np.array_equal(base_pred, cand_pred):
         raise FlipgateError(
             f"{cand_path}: every prediction equals the baseline's ({base_path}), so this is most likely the "
             "baseline's predictions under another name; pass the candidate's (or --allow-identical)"
         )
     try:
         decision = decide(
-            data.labels,
-            data.baseline_pred,
-            data.candidate_pred,
+            labels,
+            base_pred,
+            cand_pred,
             policy,
-            ids=data.ids.to_pandas() if policy.golden_ids else None,
+            ids=base["id"].to_pandas() if policy.golden_ids else None,
             baseline=str(baseline_ref),
             candidate=str(candidate_ref),
         )
@@ -153,7 +156,7 @@ def gate_files(
         raise FlipgateError(
             f"{golden_source or 'golden ids'}: {exc}; every golden id must be in the regression set"
         ) from exc
-    log.debug("gate decided in %.2f s on %d rows", time.perf_counter() - start, len(data.labels))
+    log.debug("gate decided in %.2f s on %d rows", time.perf_counter() - start, len(labels))
     return decision
 
 

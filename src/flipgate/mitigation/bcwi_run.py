@@ -14,6 +14,7 @@ from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
 from flipgate.mitigation.select import Options, Rule, choose
 from flipgate.mitigation.sweep import correct_count, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
+from flipgate.predictions import align
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ def run_bcwi(
     """`new_dirs` maps a variant ("plain", "soup") to the model interpolated with old; with `fisher`,
     "fisher" reuses plain's new model. Returns curves, per-variant picks, the overall pick and its tables.
     alpha is chosen by `rule` on dev (new is the tolerance rule's reference); alpha 1 (old) never is."""
+    # the sweep compares row by row: every table in its split's row order, with the split's ids and labels
+    old_preds, new_preds = ({s: align(df, preds[s], f"split {s}", f"predictions/{m}/{s}", "rerun its stage")
+                             for s, df in splits.items()} for m, preds in (("old", old_preds), ("new", new_preds)))
     old_model, _ = load_classifier(old_dir)
     old_sd = {k: v.detach().clone() for k, v in old_model.state_dict().items()}
     del old_model

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
-from flipgate.io import logits_matrix, predictions_frame
 from flipgate.metrics.flips import fix_and_new_fault, flip_counts
 from flipgate.mitigation.select import Options, Rule, choose, tolerance_and_halfwidth
+from flipgate.predictions import align, logits_matrix, predictions_frame
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,10 @@ def prob_ensemble(old: np.ndarray, new: np.ndarray, alpha: float) -> np.ndarray:
 COMBINE = {"prob": prob_ensemble, "logit": logit_ensemble}
 
 
-def align_tables(old: pd.DataFrame, new: pd.DataFrame, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """New's rows in old's id order; both tables must hold the same ids with the same labels."""
-    new_by_id = new.set_index("id")
-    missing = ~old["id"].isin(new_by_id.index)
-    if missing.any() or len(new) != len(old):
-        example = old["id"][missing].iloc[0] if missing.any() else "(new has extra ids)"
-        raise FlipgateError(f"{where}: old and new predictions hold different ids, e.g. {example!r}; "
-                            "rerun both model stages on the same data/update")
-    new = new_by_id.loc[old["id"]].reset_index()
-    if (new["label"].to_numpy() != old["label"].to_numpy()).any():
-        raise FlipgateError(f"{where}: old and new disagree on labels; rerun both model stages on the same data")
-    return old.reset_index(drop=True), new
+def aligned_pair(old: pd.DataFrame, new: pd.DataFrame, split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(old, new's rows in old's order), both with a fresh index; see flipgate.predictions.align."""
+    return old.reset_index(drop=True), align(old, new, f"predictions/old/{split}", f"predictions/new/{split}",
+                                             hint="rerun both model stages on the same data/update")
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ def ensemble(
         raise FlipgateError("ensembles: alpha is chosen on dev; the dev predictions of old and new are missing")
     if not alphas:
         raise FlipgateError("ensembles.alphas: give at least one alpha")
-    aligned = {s: align_tables(old[s], new[s], f"predictions/{{old,new}}/{s}") for s in old}
+    aligned = {s: aligned_pair(old[s], new[s], s) for s in old}
     curve, tables = [], {}
     for alpha in alphas:
         for split, (o, n) in aligned.items():

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from flipgate.errors import FlipgateError
-from flipgate.io import logits_matrix, predictions_frame, write_parquet
+from flipgate.io import write_parquet
 from flipgate.mitigation.cache import OldLogitCache, distance_stats, sample_cached
 from flipgate.mitigation.ensemble import score
 from flipgate.mitigation.gated_fusion import (
@@ -30,10 +29,12 @@ from flipgate.mitigation.gated_fusion import (
 )
 from flipgate.models.classifier import is_fine_tuned, load_classifier
 from flipgate.models.device import set_seed
+from flipgate.predictions import align, logits_matrix, predictions_frame
 
 log = logging.getLogger(__name__)
 
 LIVE, DROPPED = "gated_fusion", "gated_fusion_dropped"
+RERUN = "rerun the stage that writes it"
 
 
 def cache_name(fraction: float) -> str:
@@ -67,21 +68,6 @@ def fit(
     result = train_gated_fusion(gf, train_df["text"].tolist(), train_df["label"].to_numpy(), schedule,
                                 on_epoch_end=hook, reload_new=reload_new)
     return gf, result
-
-
-def rows_by_id(table: pd.DataFrame, ids: pd.Series, where: str) -> pd.DataFrame:
-    """`table`'s rows in the order of `ids`; every id must be in `table`."""
-    ids = ids.astype("string")
-    by_id = table.set_index("id")
-    missing = ~ids.isin(by_id.index)
-    if missing.any():
-        raise FlipgateError(f"{where}: {int(missing.sum())} id(s) of the split have no prediction, e.g. "
-                            f"{ids[missing].iloc[0]!r}; rerun the stage that writes it")
-    return by_id.loc[ids].reset_index()
-
-
-def logits_by_id(df: pd.DataFrame, table: pd.DataFrame, where: str) -> np.ndarray:
-    return logits_matrix(rows_by_id(table, df["id"], where))
 
 
 @dataclass(frozen=True)
@@ -127,8 +113,10 @@ def distance_stats_empty(n: int) -> dict:
 
 def predict_splits(gf: GatedFusion, splits: dict[str, pd.DataFrame], old_tables: dict[str, pd.DataFrame],
                    fractions: list[float], seed: int) -> dict[str, SplitOutputs]:
-    return {s: split_outputs(gf, df, logits_by_id(df, old_tables[s], f"predictions/old/{s}"), fractions, seed)
-            for s, df in splits.items()}
+    """Every split's outputs; old's logits are its predictions table's rows in the split's order."""
+    old_logits = {s: logits_matrix(align(df, old_tables[s], f"split {s}", f"predictions/old/{s}", RERUN))
+                  for s, df in splits.items()}
+    return {s: split_outputs(gf, df, old_logits[s], fractions, seed) for s, df in splits.items()}
 
 
 def score_outputs(outputs: dict[str, SplitOutputs], old_tables: dict[str, pd.DataFrame],
@@ -138,9 +126,9 @@ def score_outputs(outputs: dict[str, SplitOutputs], old_tables: dict[str, pd.Dat
     cache percent ("0", "50", "75", "100")."""
     report: dict = {}
     for split, so in outputs.items():
-        ids = so.tables[LIVE]["id"]
-        old = rows_by_id(old_tables[split], ids, f"predictions/old/{split}")
-        new = rows_by_id(new_tables[split], ids, f"predictions/new/{split}")
+        live = so.tables[LIVE]
+        old = align(live, old_tables[split], f"predictions/{LIVE}/{split}", f"predictions/old/{split}", RERUN)
+        new = align(live, new_tables[split], f"predictions/{LIVE}/{split}", f"predictions/new/{split}", RERUN)
         models = {name: score(t, old, new) for name, t in so.tables.items()}
         models["new"] = score(new, old, new)
         cut = models["new"]["nfr"] - models[LIVE]["nfr"]

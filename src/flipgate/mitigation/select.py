@@ -29,7 +29,7 @@ import pandas as pd
 from scipy.optimize import isotonic_regression
 from scipy.stats import beta, binomtest
 
-from flipgate.errors import FlipgateError
+from flipgate.predictions import align
 
 Objective = Literal["budget", "tolerance"]
 Trend = Literal["down", "up"] | None  # how NFR moves along an ordered knob's keys (None: unordered)
@@ -86,17 +86,18 @@ class Options:
     @classmethod
     def from_tables(cls, tables: dict, old: pd.DataFrame, reference: pd.DataFrame, trend: Trend = None,
                     where: str = "dev") -> Options:
-        """Options from predictions tables (id, label, pred) that hold old's dev rows in old's order."""
+        """Options from predictions tables (id, label, pred), each lined up with old's dev rows by id
+        (flipgate.predictions.align: every table must hold old's ids and labels, else FlipgateError)."""
         if not tables:
             raise ValueError("nothing to select from")
-        ids = old["id"].astype(str).to_numpy()
-        for name, t in [*tables.items(), ("reference", reference)]:
-            if len(t) != len(ids) or not np.array_equal(t["id"].astype(str).to_numpy(), ids):
-                raise FlipgateError(f"{where}: {name}'s rows are not old's dev rows in the same order; rerun its stage")
         y = old["label"].to_numpy()
+
+        def right(name: object, table: pd.DataFrame) -> np.ndarray:
+            return align(old, table, f"{where}: old", f"{where}: {name}", "rerun its stage")["pred"].to_numpy() == y
+
         old_ok = old["pred"].to_numpy() == y
-        correct = np.stack([t["pred"].to_numpy() == y for t in tables.values()], axis=1)
-        return cls(list(tables), correct, old_ok[:, None] & ~correct, old_ok, reference["pred"].to_numpy() == y, trend)
+        correct = np.stack([right(name, t) for name, t in tables.items()], axis=1)
+        return cls(list(tables), correct, old_ok[:, None] & ~correct, old_ok, right("reference", reference), trend)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from flipgate.io import predictions_frame
 from flipgate.metrics.flips import flip_counts
 from flipgate.mitigation.bcwi import StateDict, interpolate_into
 from flipgate.models.predict import predict_logits
+from flipgate.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,13 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from flipgate.io import predictions_frame, write_parquet
+from flipgate.io import write_parquet
 from flipgate.models.classifier import classification_head, is_fine_tuned, load_classifier, save_classifier
 from flipgate.models.device import set_seed
 from flipgate.models.fit import fit_checks, unfit_line
 from flipgate.models.predict import predict_logits
 from flipgate.models.train import TrainConfig, TrainResult, train_classifier
+from flipgate.predictions import predictions_frame
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from flipgate.errors import FlipgateError
-from flipgate.evaluate import align
-from flipgate.io import logits_matrix, read_table
+from flipgate.predictions import align, logits_matrix, read_predictions
 
 log = logging.getLogger(__name__)
+
+STALE = "the predictions are from another data update: rerun the pipeline"
 
 FLIP_TYPES = ("negative", "positive", "both_wrong", "both_right")
 LEDGER_COLUMNS = ("model", "id", "text", "label", "old_pred", "old_confidence", "pred", "confidence", "flip")
@@ -55,29 +56,11 @@ def read_regression(data_dir: Path) -> pd.DataFrame:
     return df
 
 
-def _with_confidence(table: pd.DataFrame, where: str) -> pd.DataFrame:
-    out = table[["id", "label", "pred"]].copy()
+def _confidence(table: pd.DataFrame, where: str) -> np.ndarray:
     if "logits" in table.columns:
-        out["confidence"] = softmax_confidence(logits_matrix(table))
-    else:
-        log.warning("%s: no logits column; confidences are NaN", where)
-        out["confidence"] = np.nan
-    return out
-
-
-def _check_against_data(regression: pd.DataFrame, old: pd.DataFrame, where: str) -> pd.DataFrame:
-    """regression joined with old's rows; every id of both must match, with the same label."""
-    merged = regression.merge(old, on="id", how="outer", suffixes=("", "_pred"), indicator=True)
-    unmatched = merged["_merge"] != "both"
-    if unmatched.any():
-        raise FlipgateError(
-            f"{where}: {int(unmatched.sum())} id(s) not in both the predictions and the regression split "
-            f"(e.g. {merged['id'][unmatched].iloc[0]!r}); the predictions are from another data update: rerun the pipeline"
-        )
-    differ = merged["label"] != merged["label_pred"]
-    if differ.any():
-        raise FlipgateError(f"{where}: {int(differ.sum())} label(s) differ from the regression split's; rerun the pipeline")
-    return merged
+        return softmax_confidence(logits_matrix(table))
+    log.warning("%s: no logits column; confidences are NaN", where)
+    return np.full(len(table), np.nan)
 
 
 def flip_ledger(pred_dirs: dict[str, Path], regression: pd.DataFrame, baseline: str = "old") -> pd.DataFrame:
@@ -88,24 +71,19 @@ def flip_ledger(pred_dirs: dict[str, Path], regression: pd.DataFrame, baseline: 
     """
     if baseline not in pred_dirs:
         raise FlipgateError(f"flip ledger: no predictions for the baseline model {baseline!r}")
-    where = str(pred_dirs[baseline] / "regression.parquet")
-    base_table = read_table(pred_dirs[baseline] / "regression.parquet", columns=("id", "label", "pred"))
-    base = _with_confidence(base_table, where)
-    joined = _check_against_data(regression, base, where)
-    joined = regression[["id", "text", "label"]].merge(
-        joined[["id", "pred", "confidence"]].rename(columns={"pred": "old_pred", "confidence": "old_confidence"}), on="id"
-    )
+    rows = regression[["id", "text", "label"]].reset_index(drop=True)
+    paths = {name: folder / "regression.parquet" for name, folder in pred_dirs.items()}
+    # every table in regression-set order, with the regression split's ids and labels
+    tables = {name: align(rows, read_predictions(path), "the regression split", str(path), STALE)
+              for name, path in paths.items()}
+    base = tables.pop(baseline)
+    old_confidence = _confidence(base, str(paths[baseline]))
     frames = []
-    for name, folder in pred_dirs.items():
-        if name == baseline:
-            continue
-        path = folder / "regression.parquet"
-        table = read_table(path, columns=("id", "label", "pred"))
-        align(base_table, table, str(path))  # same ids and labels as old, else a FlipgateError
-        model = joined.merge(_with_confidence(table, str(path))[["id", "pred", "confidence"]], on="id")
-        model.insert(0, "model", name)
-        model["flip"] = flip_type(model["label"], model["old_pred"], model["pred"])
-        frames.append(model)
+    for name, table in tables.items():
+        frames.append(rows.assign(old_pred=base["pred"], old_confidence=old_confidence, pred=table["pred"],
+                                  confidence=_confidence(table, str(paths[name])),
+                                  flip=flip_type(rows["label"], base["pred"], table["pred"])))
+        frames[-1].insert(0, "model", name)
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in LEDGER_COLUMNS})
     ledger = pd.concat(frames, ignore_index=True)[list(LEDGER_COLUMNS)]
