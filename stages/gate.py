@@ -42,4 +42,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("gate", main, sections=("gate",), metrics=("reports/gate.json",), artifacts=("reports/gate.json", "reports/gate.md"))
+    stage.run("gate", main, sections=("gate",), metrics=("reports/gate.json",), artifacts=("reports/gate.json", "reports/gate.md"),
+              tables=("reports/gate.json",))

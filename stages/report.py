@@ -20,4 +20,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("report", main, sections=(), artifacts=("reports/report.html", "reports/report.md"))
+    stage.run("report", main, sections=(), artifacts=("reports/report.html", "reports/report.md"),
+              tables=("reports/flips.parquet",))

@@ -114,10 +114,12 @@ def run(
     metrics: Sequence[str] = (),
     artifacts: Sequence[str] = (),
     track: bool = True,
+    tables: Sequence[str] = (),
 ) -> None:
     """Run a stage's main(), write its wall time to <run>/reports/timings/<name>.json, then log the
     stage to MLflow: `sections` of params.yaml as params, the numeric leaves of the `metrics` JSON files
-    as metrics, and `artifacts` (files or folders); both are paths inside the run folder. On
+    as metrics, `artifacts` (files or folders) and `tables` (a flip ledger or a gate decision, shown as
+    MLflow tables: tracking.StageRun.log_table_file); all are paths inside the run folder. On
     FlipgateError print one line and exit 3 (bad input; 64 for a wrong --run/--seed); on any other
     exception print one line, the traceback only with FLIPGATE_VERBOSE=1, and exit 70 (internal error).
     Outputs are written atomically, so nothing half-written stays behind."""
@@ -142,7 +144,8 @@ def run(
         log.info("%s done in %.1f s", f"{name}@{here.seed}" if seeded else name, seconds)
         if track:  # a stage that opens its own MLflow run (promote) passes track=False
             _track(f"{name}@{here.seed}" if seeded else name, here.seed, sections,
-                   [*(str(here.root / m) for m in metrics), str(timing)], [str(here.root / a) for a in artifacts])
+                   [*(str(here.root / m) for m in metrics), str(timing)], [str(here.root / a) for a in artifacts],
+                   [str(here.root / t) for t in tables])
     except UsageError as exc:
         _exit(f"{name}: error: {exc}", EXIT_USAGE)
     except FlipgateError as exc:
@@ -158,7 +161,8 @@ def _exit(line: str, code: int) -> None:
     sys.exit(code)
 
 
-def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str]) -> None:
+def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str],
+           tables: Sequence[str] = ()) -> None:
     from flipgate.params import load_section
 
     trk = load_section("tracking")
@@ -173,3 +177,5 @@ def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str]
                 mlrun.log_metrics(read_json(path))
         for path in artifacts:
             mlrun.log_artifact(path, missing_ok=True)
+        for path in tables:
+            mlrun.log_table_file(path, missing_ok=True)

@@ -46,12 +46,12 @@ if not sys.stderr.isatty():  # progress bars only for people at a terminal
 
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
-from flipgate.io import frame_hash, writer_temp_dir  # noqa: E402
+from flipgate.io import frame_hash, read_json, writer_temp_dir  # noqa: E402
 from flipgate.locks import sqlite_file, store_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,15 @@ KEY_TAG = "flipgate.pipeline_key"
 ROLE_TAG = "flipgate.role"  # "pipeline" on the parent, "stage" on nested runs
 STAGE_TAG = "flipgate.stage"
 GIT_COMMIT_TAG = "git_commit"
-# The splits the update stage writes; fingerprinted after every stage that sees them.
+# The splits the update stage writes; after every stage that sees them, each is fingerprinted (tags) and
+# logged as an MLflow dataset input whose context is its name.
 DEFAULT_DATASETS = {
     "old": "data/update/old.parquet",
     "new": "data/update/new.parquet",
+    "dev": "data/update/dev.parquet",
     "regression": "data/update/regression.parquet",
 }
+FLIP_TABLE_ROWS = ("negative", "positive")  # the flip ledger's rows the MLflow table shows
 _MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
 
 
@@ -203,13 +206,51 @@ def _params_fingerprint(path: Path) -> bytes:
     return json.dumps(raw, sort_keys=True, default=str).encode()
 
 
-def dataset_fingerprint(path: str | Path) -> dict[str, str | int]:
-    """Content hash (id, text, label columns that exist) and row count of a parquet split."""
+def read_split(path: str | Path) -> pd.DataFrame:
     if not Path(path).exists():
         raise FlipgateError(f"{path}: data split not found; run `dvc repro update` to write it")
-    df = pd.read_parquet(path)
+    return pd.read_parquet(path)
+
+
+def dataset_fingerprint(path: str | Path, frame: pd.DataFrame | None = None) -> dict[str, str | int]:
+    """Content hash (id, text, label columns that exist) and row count of a parquet split (`frame`: the
+    split already read)."""
+    df = read_split(path) if frame is None else frame
     cols = [c for c in ("id", "text", "label") if c in df.columns] or list(df.columns)
     return {"hash": frame_hash(df, cols), "rows": len(df)}
+
+
+def dataset_input(frame: pd.DataFrame, path: str | Path, name: str) -> DatasetInput:
+    """The split as an MLflow dataset (name, digest, schema, rows, its file as source) used in context
+    `name` (old, new, dev, regression): what the MLflow UI lists under a run's datasets."""
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source twice and says so on every local path; harmless.
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*integer column.*", category=UserWarning)
+        ds = mlflow.data.from_pandas(frame, source=str(Path(path).resolve()), name=name,
+                                     targets="label" if "label" in frame.columns else None)
+        entity = ds._to_mlflow_entity()  # infers the schema: the integer-column hint comes from here
+    return DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, name)])
+
+
+def decision_table(record: Mapping[str, Any]) -> pd.DataFrame:
+    """A gate decision (gate.json) as one row per check (name, observed, op, threshold, verdict, detail),
+    then the overall verdict as the row `verdict`."""
+    checks = record.get("checks")
+    if not isinstance(checks, list) or "verdict" not in record:
+        raise FlipgateError('gate decision: expected {"verdict": ..., "checks": [...]} as the gate stage writes it')
+    rows = [{k: c.get(k) for k in ("name", "observed", "op", "threshold", "verdict", "detail")} for c in checks]
+    rows.append({"name": "verdict", "observed": None, "op": None, "threshold": None, "verdict": record["verdict"],
+                 "detail": f"candidate {record.get('candidate', '')} against {record.get('baseline', '')}"})
+    return pd.DataFrame(rows, columns=["name", "observed", "op", "threshold", "verdict", "detail"])
+
+
+def flip_table(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The flip ledger's rows that flipped (negative or positive), for the MLflow UI; the whole ledger stays
+    in flips.parquet."""
+    if "flip" not in ledger.columns:
+        raise FlipgateError("flip ledger: no `flip` column; rebuild it with `flipgate report`")
+    return ledger[ledger["flip"].isin(FLIP_TABLE_ROWS)].reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- logging helpers
@@ -261,6 +302,29 @@ class StageRun:
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_table(self, data: pd.DataFrame, artifact_file: str) -> None:
+        """A frame as an MLflow table (a JSON artifact the UI shows as a table, e.g. in the Evaluation view)."""
+        data = data.astype({c: object for c in data.columns if pd.api.types.is_string_dtype(data[c])})
+        self.client.log_table(self.run_id, data, artifact_file)
+
+    def log_table_file(self, path: str | Path, missing_ok: bool = False) -> None:
+        """Log a pipeline output as a table named after it: a flip ledger (parquet with a `flip` column)
+        as its flipped rows, a gate decision (JSON with `checks`) as its checks, any other parquet whole."""
+        path = Path(path)
+        if not path.is_file():
+            if missing_ok:
+                log.info("%s: not there, no table logged", path)
+                return
+            raise FlipgateError(f"{path}: cannot log it as an MLflow table, it is not a file; run the stage that writes it")
+        if path.suffix == ".json":
+            record = read_json(path)
+            if not isinstance(record, Mapping):
+                raise FlipgateError(f"{path}: expected a gate decision (a JSON object), got {type(record).__name__}")
+            self.log_table(decision_table(record), f"{path.stem}.json")
+            return
+        frame = pd.read_parquet(path)
+        self.log_table(flip_table(frame) if "flip" in frame.columns else frame, f"{path.stem}.json")
+
     def log_model(self, folder: str | Path, name: str = "model", **model_config: Any):
         """Log a model folder as the flipgate pyfunc; returns MLflow's ModelInfo (`.model_uri`)."""
         return log_model(folder, name=name, **model_config)
@@ -308,8 +372,9 @@ def stage_run(
     """Run a stage's body inside a nested MLflow run under its pipeline's parent run.
 
     params: the stage's params.yaml sections ({"base": Base(...), "train_old": {...}}), logged flattened.
-    datasets: name -> parquet path, fingerprinted (hash + rows) as tags when the body succeeds, so a
-    stage that writes them logs what it wrote; default: the update splits that exist under `root`.
+    datasets: name -> parquet path, fingerprinted (hash + rows) as tags and logged as MLflow dataset inputs
+    (context: the name) on the stage's run and the parent when the body succeeds, so a stage that writes
+    them logs what it wrote; default: the update splits that exist under `root`.
     The nested run ends FINISHED or FAILED with the body; the parent's status follows its last stage.
     """
     root = Path(root)
@@ -328,22 +393,28 @@ def stage_run(
             params = flatten(params or {})
             client.log_batch(run.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
             yield run
-            _log_fingerprints(run, root, DEFAULT_DATASETS if datasets is None else datasets)
+            _log_datasets(run, root, DEFAULT_DATASETS if datasets is None else datasets)
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status=status)
 
 
-def _log_fingerprints(run: StageRun, root: Path, datasets: Mapping[str, str | Path]) -> None:
+def _log_datasets(run: StageRun, root: Path, datasets: Mapping[str, str | Path]) -> None:
     tags: dict[str, Any] = {}
+    inputs: list[DatasetInput] = []
     for name, path in datasets.items():
         path = Path(path) if Path(path).is_absolute() else root / path
         if path.exists():
-            fp = dataset_fingerprint(path)
+            frame = read_split(path)
+            fp = dataset_fingerprint(path, frame)
             tags[f"dataset.{name}.hash"], tags[f"dataset.{name}.rows"] = fp["hash"], fp["rows"]
+            inputs.append(dataset_input(frame, path, name))
     if tags:
         run.set_tags(tags)
         run.client.log_batch(run.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    if inputs:  # the store keeps one input per dataset and run: the parent lists each split once
+        run.client.log_inputs(run.run_id, datasets=inputs)
+        run.client.log_inputs(run.parent_run_id, datasets=inputs)
 
 
 # ---------------------------------------------------------------- models
