@@ -102,12 +102,13 @@ def test_interpolate_into_a_real_model(tiny_bert, tiny_bert_wide):
 
 
 
-def test_ci_halfwidth_matches_scipy_wilson():
-    from scipy.stats import binomtest
-
-    ci = binomtest(800, 1000).proportion_ci(confidence_level=0.95, method="wilson")
-    assert accuracy_halfwidth(800, 1000) == pytest.approx((ci.high - ci.low) / 2)
-    assert 0.024 < accuracy_halfwidth(800, 1000) < 0.026  # about 2.5 points on 1,000 examples
+def test_ci_halfwidth_is_the_wilson_half_width():
+    # Wilson's half-width z / (n + z²) * sqrt(k (n - k) / n + z² / 4), z = 1.959964 at 95%:
+    # 800 of 1,000: 1.959964 / 1003.8414 * sqrt(160 + 0.960359) = 0.0247709 (about 2.5 points)
+    assert accuracy_halfwidth(800, 1000) == pytest.approx(0.0247709, abs=1e-7)
+    # 8 of 10: 1.959964 / 13.841459 * sqrt(1.6 + 0.960359) = 0.2265777 (the interval [0.490, 0.943])
+    assert accuracy_halfwidth(8, 10) == pytest.approx(0.2265777, abs=1e-7)
+    assert accuracy_halfwidth(800, 1000, level=0.5) < accuracy_halfwidth(800, 1000)
     assert accuracy_halfwidth(0, 0) == 0.0
 
 

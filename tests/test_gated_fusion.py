@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,11 +185,19 @@ def test_upgrade_to_a_wider_model_trains_saves_and_loads(old_dir, tiny_bert_wide
     assert gf.old_tokenizer.get_vocab() != gf.new_tokenizer.get_vocab()
     train = toy_frame(64, 7, "u")
     schedule = FusionSchedule(TINY, lr2=1e-3, gate_epochs=3, heldout_fraction=0.25)
+    start = time.perf_counter()
     result = train_gated_fusion(gf, train["text"].tolist(), train["label"].to_numpy(), schedule)
-    assert result.seconds > 0 and (result.gate_examples == 16 if variant == "heldout" else result.joint_loss)
+    elapsed = time.perf_counter() - start
+    assert result.gate_examples == 16 if variant == "heldout" else result.joint_loss
+    # the reported time is its parts (old's logits, then new and the gate, or the joint epoch), within the call's
+    assert {"old_logits_s", "gate_s" if variant == "heldout" else "joint_s"} <= set(result.parts)
+    assert result.seconds == pytest.approx(sum(result.parts.values())) and result.seconds <= elapsed
     out = gf.predict(TEXTS)
     assert out.logits.shape == (len(TEXTS), 2) and out.embeddings.shape == (len(TEXTS), 48)
-    assert ((out.alpha >= 0) & (out.alpha <= 1)).all()
+    # the paper's mixture of old's (tempered) and new's logits, weighted by the gate's alpha
+    a = out.alpha[:, None]
+    np.testing.assert_allclose(out.logits, (1 - a) * out.old_logits / gf.config.temperature + a * out.new_logits,
+                               rtol=1e-5, atol=1e-6)
 
     gf.save(tmp_path / "gf", {"role": "gated_fusion"})
     assert sorted(p.name for p in (tmp_path / "gf").iterdir()) == [
@@ -249,7 +258,11 @@ def test_stage_writes_the_model_predictions_and_report(project):
             assert len(t) == (30 if split == "dev" else 40)
     report = read_json(project / "reports" / "gated_fusion.json")
     assert report["variant"] == "heldout" and report["gate_inputs"] == "both"
-    assert report["train"]["ratio_to_new"] > 0
+    new_seconds = read_json(project / "reports" / "train" / "new.json")["train_seconds"]
+    assert report["train"]["new_train_seconds"] == new_seconds
+    # ratio_to_new is rounded to 0.001 from the unrounded seconds; "seconds" is rounded to 0.01
+    assert report["train"]["ratio_to_new"] == pytest.approx(report["train"]["seconds"] / new_seconds,
+                                                            abs=0.0005 + 0.005 / new_seconds)
     reg = report["regression"]
     cache = reg["cache"]
     assert list(cache) == ["0", "50", "75", "100"]
@@ -285,4 +298,6 @@ def test_benchmark_runs_on_a_tiny_update(project, capsys):
     result = read_json(project / "bench.json")
     assert [r["model"] for r in result["rows"]][:2] == ["old", "new"]
     assert set(result["configs"]) == {"paper:epochs=1", "heldout:gate_inputs=signals,epochs=1"}
-    assert result["configs"]["paper:epochs=1"]["train_ratio"] > 0
+    paper = result["configs"]["paper:epochs=1"]
+    new_seconds = read_json(project / "reports" / "train" / "new.json")["train_seconds"]
+    assert paper["train_ratio"] == pytest.approx(paper["train_seconds"] / new_seconds)

@@ -72,7 +72,12 @@ def test_ledger_flip_types_hand_case(project):
     assert (row["old_pred"], row["pred"]) == (1, 0)
     assert row["old_confidence"] == pytest.approx(np.exp(1.0) / (np.exp(1.0) + 2))  # strength[1] = 1.0
     assert row["confidence"] == pytest.approx(np.exp(3.5) / (np.exp(3.5) + 2))  # reversed: strength[6] = 3.5
-    assert ledger[ledger["model"] == "target"]["flip"].isin(["both_right", "positive"]).all()
+    # target is always right: both right where old is (0, 1, 3, 4, 6), a positive flip where old is wrong
+    assert ledger[ledger["model"] == "target"]["flip"].tolist() == [
+        "both_right", "both_right", "positive", "both_right", "both_right", "positive", "both_right", "positive"]
+    # bcwi is right on 0, 1, 2, 3, 6: it loses 4 (old right), and 5 and 7 stay wrong
+    assert ledger[ledger["model"] == "bcwi"]["flip"].tolist() == [
+        "both_right", "both_right", "positive", "both_right", "negative", "both_wrong", "both_right", "both_wrong"]
 
 
 def test_ledger_refuses_predictions_from_another_update(project):
