@@ -99,16 +99,17 @@ def test_flip_ledger_and_gate_decision_are_tables(store, project):
         run.log_table_file(project / "reports" / "gate.json")
         run.log_table_file(project / "reports" / "absent.parquet", missing_ok=True)
     client = tracking.connect(store)
-    flips = _table(client, run.run_id, "flips.json")
+    flips = _table(client, run.run_id, "tables/flips.json")
     assert flips[["model", "id", "flip", "old_pred", "pred"]].values.tolist() == [
         ["new", "a", "negative", 1, 0], ["new", "b", "positive", 1, 0]]  # only the rows that flipped
-    gate = _table(client, run.run_id, "gate.json")
+    gate = _table(client, run.run_id, "tables/gate.json")
     assert gate["name"].tolist() == ["nfr", "accuracy_gain", "verdict"]
     assert gate["verdict"].tolist() == ["fail", "pass", "reject"]
     assert gate["observed"].tolist()[:2] == [0.045, 0.004] and gate["threshold"].tolist()[:2] == [0.01, 0.0]
     assert gate["detail"].tolist()[2] == "candidate new against seeds/0/predictions/old/regression.parquet"
     logged = json.loads(client.get_run(run.run_id).data.tags["mlflow.loggedArtifacts"])  # what the UI lists
-    assert {"path": "flips.json", "type": "table"} in logged and {"path": "gate.json", "type": "table"} in logged
+    assert {"path": "tables/flips.json", "type": "table"} in logged
+    assert {"path": "tables/gate.json", "type": "table"} in logged
 
 
 def test_bad_table_inputs_are_refused(store, project):
@@ -123,7 +124,7 @@ def test_bad_table_inputs_are_refused(store, project):
         with pytest.raises(FlipgateError, match=r'expected \{"verdict": ..., "checks": \[...\]\}'):
             run.log_table_file(project / "reports" / "odd.json")
         run.log_table_file(project / "reports" / "plain.parquet")  # any other parquet: the whole frame
-    assert _table(tracking.connect(store), run.run_id, "plain.json")["x"].tolist() == [1]
+    assert _table(tracking.connect(store), run.run_id, "tables/plain.json")["x"].tolist() == [1]
 
 
 def test_a_stage_script_logs_its_tables(store, project, monkeypatch):
@@ -132,11 +133,13 @@ def test_a_stage_script_logs_its_tables(store, project, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gate.py"])
     monkeypatch.setenv("FLIPGATE_PIPELINE_KEY", "stage-tables")
     (project / "params.yaml").write_text(yaml.safe_dump({"tracking": {"uri": store}}))
-    stage.run("gate", lambda: None, sections=("gate",), tables=("reports/gate.json", "reports/flips.parquet"))
+    stage.run("gate", lambda: None, sections=("gate",), artifacts=("reports/gate.json",),  # the file, and
+              tables=("reports/gate.json", "reports/flips.parquet"))  # its table beside it, as stages/gate.py does
     client = tracking.connect(store)
     exp = client.get_experiment_by_name("flipgate")
     (run,) = client.search_runs([exp.experiment_id], "tags.`flipgate.pipeline_key` = 'stage-tables' "
                                                      "and tags.`flipgate.role` = 'stage'")
-    assert _table(client, run.info.run_id, "gate.json")["verdict"].tolist()[-1] == "reject"
-    assert len(_table(client, run.info.run_id, "flips.json")) == 2
+    assert _table(client, run.info.run_id, "tables/gate.json")["verdict"].tolist()[-1] == "reject"
+    assert len(_table(client, run.info.run_id, "tables/flips.json")) == 2
+    assert "gate.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert set(inputs(run)) == set(SPLITS)

@@ -71,6 +71,7 @@ DEFAULT_DATASETS = {
     "regression": "data/update/regression.parquet",
 }
 FLIP_TABLE_ROWS = ("negative", "positive")  # the flip ledger's rows the MLflow table shows
+TABLES = "tables"  # the artifact folder of the tables a stage logs
 _MAX_PARAM_CHARS = 6000  # MLflow refuses longer param values
 
 
@@ -308,8 +309,10 @@ class StageRun:
         self.client.log_table(self.run_id, data, artifact_file)
 
     def log_table_file(self, path: str | Path, missing_ok: bool = False) -> None:
-        """Log a pipeline output as a table named after it: a flip ledger (parquet with a `flip` column)
-        as its flipped rows, a gate decision (JSON with `checks`) as its checks, any other parquet whole."""
+        """Log a pipeline output as the table tables/<its stem>.json (apart from the file itself, which a
+        stage may log too, and MLflow would append a table to): a flip ledger (parquet with a `flip`
+        column) as its flipped rows, a gate decision (JSON with `checks`) as its checks, any other
+        parquet whole."""
         path = Path(path)
         if not path.is_file():
             if missing_ok:
@@ -320,10 +323,10 @@ class StageRun:
             record = read_json(path)
             if not isinstance(record, Mapping):
                 raise FlipgateError(f"{path}: expected a gate decision (a JSON object), got {type(record).__name__}")
-            self.log_table(decision_table(record), f"{path.stem}.json")
+            self.log_table(decision_table(record), f"{TABLES}/{path.stem}.json")
             return
         frame = pd.read_parquet(path)
-        self.log_table(flip_table(frame) if "flip" in frame.columns else frame, f"{path.stem}.json")
+        self.log_table(flip_table(frame) if "flip" in frame.columns else frame, f"{TABLES}/{path.stem}.json")
 
     def log_model(self, folder: str | Path, name: str = "model", **model_config: Any):
         """Log a model folder as the flipgate pyfunc; returns MLflow's ModelInfo (`.model_uri`)."""

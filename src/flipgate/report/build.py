@@ -1,5 +1,6 @@
 """Build the report from predictions alone: reports/report.md, reports/report.html (self-contained),
-reports/flips.parquet (the flip ledger) and reports/plots/*.png. No model is run.
+reports/flips.parquet (the flip ledger), reports/plots/*.png and the tables DVC plots draws
+(plots/bcwi_curve.csv, plots/per_class_nfr.csv). No model is run.
 
 Reads predictions/<model>/{dev,regression}.parquet for every model folder, the update's labels.json
 and regression.parquet (texts, label names) and, when present, the pipeline's reports/{metrics.json
@@ -197,6 +198,51 @@ def make_plots(inputs: Inputs) -> dict[str, bytes]:
         pngs["epoch_curves.png"] = epoch_curves_png({m: r["epoch_curve"] for m, r in curves.items()},
                                                     {m: r.get("best_epoch") for m, r in curves.items()})
     return pngs
+
+
+BCWI_CURVE_CSV, PER_CLASS_CSV = "bcwi_curve.csv", "per_class_nfr.csv"  # plots/ files dvc.yaml declares
+
+
+def bcwi_curve_frame(curve: dict, variant: str = "plain") -> pd.DataFrame:
+    """The bcwi stage's curve (bcwi_curve.json rows: variant, alpha, split, accuracy, nfr, pfr, ...) as one
+    row per alpha of `variant`: alpha, accuracy_dev, nfr_dev, pfr_dev, accuracy_regression, ... (a plain
+    table DVC plots draws as lines against alpha). Empty when the curve has no row of `variant`."""
+    rows = [r for r in curve.get("rows") or [] if isinstance(r, dict) and r.get("variant") == variant]
+    if not rows:
+        return pd.DataFrame(columns=["alpha"])
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index="alpha", columns="split", values=["accuracy", "nfr", "pfr"], aggfunc="first")
+    wide.columns = [f"{metric}_{split}" for metric, split in wide.columns]
+    order = [f"{m}_{s}" for s in ("dev", "regression") for m in ("accuracy", "nfr", "pfr")]
+    return wide[[c for c in order if c in wide.columns]].reset_index()
+
+
+def per_class_frame(inputs: Inputs) -> pd.DataFrame:
+    """One row per gold class of the regression set: class, n, nfr_new, nfr_candidate (NFR within the
+    class of new and of the selected candidate; new's again when there is no other candidate) and
+    candidate (its name). No rows without new's predictions."""
+    columns = ["class", "n", "nfr_new", "nfr_candidate", "candidate"]
+    if REFERENCE not in inputs.models:
+        return pd.DataFrame(columns=columns)
+    cand = inputs.candidate if inputs.candidate in inputs.models and inputs.candidate != BASELINE else REFERENCE
+    k = len(inputs.names)
+    n, nfr_new = _class_nfr(inputs.ledger, REFERENCE, k)
+    frame = pd.DataFrame({"class": inputs.names, "n": n, "nfr_new": nfr_new,
+                          "nfr_candidate": _class_nfr(inputs.ledger, cand, k)[1], "candidate": cand})
+    return frame.loc[frame["n"] > 0, columns].reset_index(drop=True)
+
+
+def plot_data(inputs: Inputs) -> dict[str, bytes]:
+    """{file name under plots/: CSV bytes}: the BCWI curve (when the bcwi stage wrote bcwi_curve.json) and
+    per-class NFR, the tables `dvc plots show` / `dvc plots diff` draw (dvc.yaml `plots`)."""
+    out = {PER_CLASS_CSV: per_class_frame(inputs).to_csv(index=False).encode()}
+    curve = inputs.locate("bcwi_curve.json")
+    if curve.is_file():
+        record = read_json(curve)
+        if not isinstance(record, dict):
+            raise FlipgateError(f"{curve}: expected {{\"rows\": [...]}} as the bcwi stage writes it")
+        out[BCWI_CURVE_CSV] = bcwi_curve_frame(record).to_csv(index=False).encode()
+    return out
 
 
 def _train_reports(inputs: Inputs) -> dict[str, dict]:
@@ -432,18 +478,20 @@ def build_report(predictions: str | Path, data: str | Path, reports: str | Path,
                     candidate=candidate or find_candidate(context, models), context=context, level=level,
                     runs=aggregate.load_runs(list(runs)) if runs else [], data=Path(data))
     pngs = make_plots(inputs)
-    return write_outputs(inputs, pngs, document(inputs, pngs, top), reports)
+    return write_outputs(inputs, pngs, document(inputs, pngs, top), reports, plot_data(inputs))
 
 
-def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Path) -> dict[str, Path]:
-    """Each artifact atomically; the plots folder as a whole, so no stale plot survives a rebuild."""
+def write_outputs(inputs: Inputs, pngs: dict[str, bytes], doc: Document, out: Path,
+                  data: dict[str, bytes] | None = None) -> dict[str, Path]:
+    """Each artifact atomically; the plots folder (the PNGs and the `data` tables) as a whole, so no stale
+    plot survives a rebuild."""
     paths = {"ledger": out / "flips.parquet", "plots": out / "plots", "markdown": out / "report.md",
              "html": out / "report.html"}
     write_parquet(inputs.ledger, paths["ledger"])
     with atomic_path(paths["plots"], folder=True) as tmp:
         tmp.mkdir()
-        for name, png in pngs.items():
-            (tmp / name).write_bytes(png)
+        for name, content in {**pngs, **(data or {})}.items():
+            (tmp / name).write_bytes(content)
     for key, text in (("markdown", to_markdown(doc)), ("html", to_html(doc))):
         with atomic_path(paths[key], folder=False) as tmp:
             tmp.write_text(text, encoding="utf-8")
