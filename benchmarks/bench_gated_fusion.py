@@ -51,12 +51,6 @@ def parse_config(spec: str, defaults: dict) -> tuple[str, GatedFusion]:
     return spec, GatedFusion.model_validate({**defaults, **overrides})
 
 
-def train_config(section, base, seed: int) -> TrainConfig:
-    from flipgate.stage import train_config as from_section
-
-    return from_section(section, base.max_length, seed)
-
-
 def ensure_model(
     role: str, init: str, folder: Path, pred_dir: Path, data: Path, labels, base, params_path, device, seed: int
 ) -> float | None:
@@ -69,7 +63,8 @@ def ensure_model(
     split = {"old": "old", "new": "updated"}[role]
     summary = fine_tune(init, labels, update.load_split(data, split),
                         {s: update.load_split(data, s) for s in SPLITS},
-                        train_config(load_section(f"train_{role}", params_path), base, seed), device, folder, pred_dir,
+                        TrainConfig.from_schedule(load_section(f"train_{role}", params_path), base.max_length, seed),
+                        device, folder, pred_dir,
                         base.eval_batch_size, {"role": role, "seed": seed})
     return summary["train_seconds"]
 
@@ -128,7 +123,7 @@ def benchmark(args) -> dict:
         name, p = parse_config(spec, defaults)
         config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                             inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
-        schedule = FusionSchedule(train_config(p, base, seed), lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr,
+        schedule = FusionSchedule(TrainConfig.from_schedule(p, base.max_length, seed), lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr,
                                   gate_epochs=p.gate_epochs, heldout_fraction=p.heldout_fraction, refit=p.refit)
         init = {"old": str(old_dir), "base": base.model}.get(p.init, p.init)
         t = time.perf_counter()

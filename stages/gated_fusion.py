@@ -15,6 +15,7 @@ from flipgate.io import read_json, write_json
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
 from flipgate.mitigation.gated_fusion_run import fit, predict_splits, score_outputs, train_summary, write_outputs
 from flipgate.models.device import get_device
+from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 from flipgate.predictions import read_predictions
 
@@ -31,7 +32,7 @@ def main() -> None:
     config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                         inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
     schedule = FusionSchedule(
-        train=stage.train_config(p, base.max_length, run.seed),
+        train=TrainConfig.from_schedule(p, base.max_length, run.seed),
         lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr, gate_epochs=p.gate_epochs,
         heldout_fraction=p.heldout_fraction, refit=p.refit,
     )

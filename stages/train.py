@@ -15,6 +15,7 @@ from flipgate.errors import EXIT_USAGE
 from flipgate.io import write_json
 from flipgate.models.device import get_device
 from flipgate.models.run import EVAL_SPLITS, fine_tune, from_registry
+from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
 TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
@@ -33,7 +34,7 @@ def main() -> None:
                                 model_dir, pred_dir, base.eval_batch_size, base.max_length)
         write_json(summary, report)
         return
-    cfg = stage.train_config(hp, base.max_length, run.seed)
+    cfg = TrainConfig.from_schedule(hp, base.max_length, run.seed)
     summary = fine_tune(
         init=str(run.models / "old") if role == "new" else base.model,
         labels=labels,

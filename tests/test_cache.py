@@ -6,7 +6,6 @@ from flipgate.mitigation.cache import (
     OldLogitCache,
     distance_stats,
     nearest_neighbours,
-    normalise_text,
     sample_cached,
     text_key,
     time_exact_search,
@@ -15,6 +14,7 @@ from flipgate.mitigation.gated_fusion import GateConfig, GatedFusion
 from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, split_outputs
 from flipgate.models.classifier import load_classifier
 from flipgate.models.device import set_seed
+from flipgate.text import normalise_text
 
 from conftest import toy_frame
 

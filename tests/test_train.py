@@ -153,3 +153,12 @@ def test_fine_tune_reports_the_epoch_curve_and_fit(tiny_bert, tmp_path):
     assert checks["beats_trivial"]["verdict"] == "pass" and checks["beats_trivial"]["observed"] == 1.0
     assert round(checks["train_loss"]["observed"], 5) == curve[best]["train_loss"]
     assert summary["fit"]["fit"] == all(c["verdict"] == "pass" for c in checks.values())
+
+
+def test_train_config_from_a_params_schedule():
+    from flipgate.params import Train
+
+    auto = TrainConfig.from_schedule(Train(max_epochs=12, patience=2, lr=3e-4, head_lr=1e-3), max_length=64, seed=7)
+    assert (auto.epochs, auto.patience, auto.lr, auto.head_lr, auto.max_length, auto.seed) == (12, 2, 3e-4, 1e-3, 64, 7)
+    fixed = TrainConfig.from_schedule(Train(epochs=4, max_epochs=12, batch_size=8), max_length=32, seed=0)
+    assert (fixed.epochs, fixed.patience, fixed.batch_size, fixed.from_fine_tuned) == (4, None, 8, False)

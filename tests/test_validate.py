@@ -13,7 +13,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from flipgate.data.validate import ROLES, normalise_text, total_variation, validate_update, write_reports
+from flipgate.data.validate import ROLES, normalised_texts, total_variation, validate_update, write_reports
 from flipgate.errors import FlipgateError
 from flipgate.params import Validate
 
@@ -193,7 +193,10 @@ def test_drift_warns_without_failing():
 
 
 def test_text_normalisation_and_tvd():
-    assert normalise_text(pd.Series(["  A \t b\nC "])).tolist() == ["a b c"]
+    assert normalised_texts(pd.Series(["  A \t b\nC "])).tolist() == ["a b c"]
+    # the cache's sameness (Python's str.lower), not Arrow's: a final sigma stays final, a missing text missing
+    assert normalised_texts(pd.Series(["ΣΑΣ", None])).tolist()[0] == "σας"
+    assert normalised_texts(pd.Series(["ΣΑΣ", None])).isna().tolist() == [False, True]
     assert total_variation({0: 0.5, 1: 0.5}, {0: 1.0}) == 0.5
     assert total_variation({0: 1.0}, {1: 1.0}) == 1.0
 

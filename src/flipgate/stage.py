@@ -72,20 +72,6 @@ def current() -> Run:
     return _current
 
 
-def train_config(hp, max_length: int, seed: int):
-    """A TrainConfig from a params section with the schedule keys (train_*, gated_fusion): `epochs: auto`
-    trains up to max_epochs with early stopping on dev, `epochs: N` exactly N epochs."""
-    from flipgate.models.train import TrainConfig  # torch: only the stages that train pay for it
-    from flipgate.params import AUTO
-
-    auto = hp.epochs == AUTO
-    return TrainConfig(
-        epochs=hp.max_epochs if auto else hp.epochs, lr=hp.lr, batch_size=hp.batch_size,
-        warmup_ratio=hp.warmup_ratio, weight_decay=hp.weight_decay, grad_clip=hp.grad_clip,
-        max_length=max_length, seed=seed, head_lr=hp.head_lr, patience=hp.patience if auto else None,
-    )
-
-
 def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None]:
     """Remove --run DIR and --seed N from argv; return (the rest, the run when --seed was given)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)

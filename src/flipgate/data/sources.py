@@ -1,4 +1,5 @@
-"""Where examples come from: the embedded default, local files, or a Hugging Face dataset.
+"""Where examples come from: the embedded default, local files, or a Hugging Face dataset; and
+`compose_update`, which picks among them as params say and composes the update (flipgate.data.update).
 
 Every loader returns a DataFrame with columns id (str), text (str), label (raw value, str or int; files and
 hub datasets give canonical strings, so 1 and 1.0 are one class).
@@ -8,12 +9,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from flipgate.data import update
 from flipgate.errors import FlipgateError
 from flipgate.predictions import text_ids
+
+if TYPE_CHECKING:
+    from flipgate import params
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +147,26 @@ def load_hf(dataset: str, config: str | None, split: str, text_column: str, labe
     df = ds.select_columns([text_column, label_column]).to_pandas()
     labels = canonical_labels(df[label_column], f"data.hf.dataset {dataset!r}: column {label_column!r}")
     return pd.DataFrame({"id": [f"{split}-{i}" for i in range(len(df))], "text": df[text_column], "label": labels})
+
+
+def compose_update(data: params.Data, sizes: params.Update) -> update.Update:
+    """The update params' `data` and `update` sections describe: local files (splits as given), else a pool
+    (a Hugging Face dataset or the embedded default) split by `sizes`. The sections must have been checked
+    together (params.check_all): data.files / data.hf present for their source, new_classes only with
+    add_classes."""
+    add_classes = data.scenario == "add_classes"
+    if data.source == "files":
+        cols = (data.text_column, data.label_column, data.id_column)
+        f = data.files
+        return update.from_files(
+            old=load_files([f.old], "data.files.old", *cols),
+            new=load_files(f.new, "data.files.new", *cols),
+            dev=load_files([f.dev], "data.files.dev", *cols),
+            regression=load_files([f.regression], "data.files.regression", *cols),
+            add_classes=add_classes,
+        )
+    if data.source == "hf":
+        pool = load_hf(data.hf.dataset, data.hf.config, data.hf.split, data.text_column, data.label_column)
+    else:
+        pool = load_embedded()
+    return update.from_pool(pool, sizes.n_old, sizes.n_new, sizes.n_dev, sizes.n_regression, sizes.seed, sizes.new_classes)

@@ -35,6 +35,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from flipgate.errors import FlipgateError
 from flipgate.io import atomic_path, write_json
 from flipgate.markdown import md_code, md_text, no_mentions
+from flipgate.text import normalise_text
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ RESULT_FORMAT = {
 
 
 @dataclass(frozen=True)
-class Check:
+class ExpectationResult:
     """One expectation's verdict on one file. `source` is "great_expectations" or "flipgate"."""
 
     file: str
@@ -85,12 +86,12 @@ class ValidationResult:
     """All checks of all files, plus human warnings. `success` ignores warning-severity checks."""
 
     files: dict[str, str]  # role -> file name used in messages
-    checks: list[Check]
+    checks: list[ExpectationResult]
     warnings: list[str]
     params: dict
 
     @property
-    def failures(self) -> list[Check]:
+    def failures(self) -> list[ExpectationResult]:
         return [c for c in self.checks if not c.success and c.severity == "critical"]
 
     @property
@@ -119,9 +120,10 @@ class ValidationResult:
         raise FlipgateError("\n".join(lines))
 
 
-def normalise_text(s: pd.Series) -> pd.Series:
-    """strip, lowercase, collapse runs of whitespace: the key for leakage checks."""
-    return s.astype("string").str.lower().str.replace(r"\s+", " ", regex=True).str.strip()
+def normalised_texts(s: pd.Series) -> pd.Series:
+    """Each text as flipgate.text.normalise_text makes it (missing ones stay missing): the key for leakage
+    checks, the same sameness as the old-logit cache's."""
+    return s.astype("string").map(normalise_text, na_action="ignore")
 
 
 def label_shares(labels: pd.Series, keep: Collection | None = None) -> dict:
@@ -170,7 +172,7 @@ def validate_update(
               "leakage": leakage, "allowed_labels": {r: [_plain(v) for v in allowed[r]] for r in ROLES}}
 
     context = _context()
-    checks: list[Check] = []
+    checks: list[ExpectationResult] = []
     for role in ROLES:
         frame = frames[role].reset_index(drop=True)  # GX reports positional row indices
         for col, values in derived[role].items():
@@ -209,24 +211,24 @@ def _cross_file_columns(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, 
     if "id" in old and "id" in new:
         out["new"]["id_in_old"] = new["id"].isin(old["id"].dropna()).to_numpy()
     if "text" in reg:
-        reg_texts = normalise_text(reg["text"]).dropna()
+        reg_texts = normalised_texts(reg["text"]).dropna()
         for role in ("old", "new", "dev"):
             if "text" in frames[role]:
-                leaked = normalise_text(frames[role]["text"]).isin(reg_texts)
+                leaked = normalised_texts(frames[role]["text"]).isin(reg_texts)
                 out[role]["in_regression"] = leaked.fillna(False).to_numpy(dtype=bool)
-    train_texts = [normalise_text(frames[r]["text"]).dropna() for r in ("old", "new") if "text" in frames[r]]
+    train_texts = [normalised_texts(frames[r]["text"]).dropna() for r in ("old", "new") if "text" in frames[r]]
     if "text" in frames["dev"] and train_texts:
-        out["dev"]["in_training"] = normalise_text(frames["dev"]["text"]).isin(pd.concat(train_texts)).fillna(False).to_numpy(dtype=bool)
+        out["dev"]["in_training"] = normalised_texts(frames["dev"]["text"]).isin(pd.concat(train_texts)).fillna(False).to_numpy(dtype=bool)
     return out
 
 
-def _dev_not_regression(frames: dict[str, pd.DataFrame], names: Mapping[str, str]) -> list[Check]:
+def _dev_not_regression(frames: dict[str, pd.DataFrame], names: Mapping[str, str]) -> list[ExpectationResult]:
     """Dev must not be (mostly) the regression set, whatever `leakage` allows: it would choose what it then judges."""
     dev, reg = frames["dev"], frames["regression"]
     if "text" not in dev or "text" not in reg or len(dev) == 0:
         return []
-    share = float(normalise_text(dev["text"]).isin(normalise_text(reg["text"]).dropna()).mean())
-    return [Check(
+    share = float(normalised_texts(dev["text"]).isin(normalised_texts(reg["text"]).dropna()).mean())
+    return [ExpectationResult(
         file=names["dev"], expectation="dev_is_not_the_regression_set", column="text", source="flipgate",
         description=f"at most {DEV_IS_REGRESSION:.0%} of dev's texts in the regression set {names['regression']} "
                     "(dev chooses alpha and the candidate; the regression set must judge them on other examples)",
@@ -267,7 +269,7 @@ def _expectations(frame: pd.DataFrame, allowed: list, min_chars: int, max_chars:
     return specs
 
 
-def _run_suite(context, role: str, name: str, frame: pd.DataFrame, specs: list) -> list[Check]:
+def _run_suite(context, role: str, name: str, frame: pd.DataFrame, specs: list) -> list[ExpectationResult]:
     """Validate one frame against its suite; results come back in suite order."""
     for i, spec in enumerate(specs):
         spec.meta = {"order": i}
@@ -279,7 +281,7 @@ def _run_suite(context, role: str, name: str, frame: pd.DataFrame, specs: list) 
     return [_to_check(name, frame, r) for r in sorted(results, key=lambda r: r.expectation_config.meta["order"])]
 
 
-def _to_check(name: str, frame: pd.DataFrame, r) -> Check:
+def _to_check(name: str, frame: pd.DataFrame, r) -> ExpectationResult:
     cfg = r.expectation_config
     kwargs = {k: _plain(v) for k, v in cfg.kwargs.items() if k not in ("batch_id", "column")}
     res = r.result or {}
@@ -296,8 +298,9 @@ def _to_check(name: str, frame: pd.DataFrame, r) -> Check:
     if r.exception_info and r.exception_info.get("raised_exception"):
         observed["error"] = r.exception_info.get("exception_message")
     severity = "critical" if cfg.severity == "critical" else "warning"  # GX also has "info": treat as warning
-    return Check(file=name, expectation=cfg.type, column=cfg.kwargs.get("column"), description=cfg.description or "",
-                 success=bool(r.success), severity=severity, kwargs=kwargs, observed=observed, rows=rows)
+    return ExpectationResult(file=name, expectation=cfg.type, column=cfg.kwargs.get("column"),
+                             description=cfg.description or "", success=bool(r.success), severity=severity,
+                             kwargs=kwargs, observed=observed, rows=rows)
 
 
 def _rows(frame: pd.DataFrame, index: list) -> list[dict]:
@@ -311,7 +314,7 @@ def _rows(frame: pd.DataFrame, index: list) -> list[dict]:
     return rows
 
 
-def _drift(old, new, old_labels, scenario: Scenario, threshold: float, names) -> tuple[list[Check], list[str]]:
+def _drift(old, new, old_labels, scenario: Scenario, threshold: float, names) -> tuple[list[ExpectationResult], list[str]]:
     if "label" not in old or "label" not in new:
         return [], []  # the missing column already fails
     keep = list(old_labels) if scenario == "add_classes" else None
@@ -321,7 +324,7 @@ def _drift(old, new, old_labels, scenario: Scenario, threshold: float, names) ->
     tvd = total_variation(p, q)
     ok = tvd <= threshold
     scope = " (old classes only)" if keep is not None else ""
-    check = Check(
+    check = ExpectationResult(
         file=names["new"], expectation="class_balance_drift", column="label", severity="warning", source="flipgate",
         description=f"label shares of {names['new']} vs {names['old']}, total variation distance <= {threshold}{scope}",
         success=ok, kwargs={"threshold": threshold}, observed={"tvd": round(tvd, 4), "old": p, "new": q},
@@ -379,7 +382,7 @@ def render_markdown(result: ValidationResult) -> str:
     return "\n".join(lines)
 
 
-def _observed_text(c: Check) -> str:
+def _observed_text(c: ExpectationResult) -> str:
     obs = c.observed
     if "unexpected_count" in obs:
         text = f"{obs['unexpected_count']} of {obs['element_count']} rows unexpected"

@@ -20,7 +20,6 @@ Reproduce: `python benchmarks/bench_gated_fusion.py --nn-scaling 10000 100000 10
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,16 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-_SPACE = re.compile(r"\s+")
-
-
-def normalise_text(text: str) -> str:
-    """Strip, lowercase and collapse whitespace runs to one space ("  A  b\\n" -> "a b")."""
-    return _SPACE.sub(" ", text.strip().lower())
+from flipgate.text import normalise_text
 
 
 def text_key(text: str) -> str:
-    """The cache key: sha256 hex digest of the normalised text."""
+    """The cache key: sha256 hex digest of the normalised text (flipgate.text: the leakage checks' sameness)."""
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
 
 

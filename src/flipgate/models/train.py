@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_sc
 
 from flipgate.models.batching import Encoded, length_grouped_batches
 from flipgate.models.device import autocast
+from flipgate.params import AUTO, Schedule
 from flipgate.progress import progress
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,17 @@ class TrainConfig:
     head_lr: float | None = None
     patience: int | None = None  # None: a fixed schedule (every epoch, the last one kept)
     from_fine_tuned: bool = False  # the adaptive schedule tolerates dev's noise (see the module docstring)
+
+    @classmethod
+    def from_schedule(cls, schedule: Schedule, max_length: int, seed: int) -> TrainConfig:
+        """The config of a params section with the schedule keys (train_*, gated_fusion): `epochs: auto`
+        trains up to max_epochs with early stopping on dev (`patience`), `epochs: N` exactly N epochs."""
+        auto = schedule.epochs == AUTO
+        return cls(
+            epochs=schedule.max_epochs if auto else schedule.epochs, lr=schedule.lr, batch_size=schedule.batch_size,
+            warmup_ratio=schedule.warmup_ratio, weight_decay=schedule.weight_decay, grad_clip=schedule.grad_clip,
+            max_length=max_length, seed=seed, head_lr=schedule.head_lr, patience=schedule.patience if auto else None,
+        )
 
 
 @dataclass
