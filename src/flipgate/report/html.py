@@ -1,65 +1,45 @@
-"""Render a report Document as one self-contained HTML file: inline CSS, PNGs as base64 data URIs,
-no script and no external link, so it opens offline and can be mailed or attached as it is."""
+"""Render a report Document as one self-contained HTML file through the Jinja2 template
+templates/report.html.j2: inline CSS (templates/report.css), PNGs as base64 data URIs, no script and no
+external link, so it opens offline and can be mailed or attached as it is. Autoescaping is on: texts,
+cells and alt texts are plain text; in paragraphs only `code` spans and **bold** become markup."""
 
 from __future__ import annotations
 
 import base64
-import html
 import re
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from flipgate.report.document import Document, Image, Table
 
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
-       padding: 0 1em; color: #222; }
-h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }
-th, td { border: 1px solid #ddd; padding: 3px 8px; vertical-align: top; }
-th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; height: auto; display: block; margin: 0.8em 0; }
-code { background: #f4f4f4; padding: 0 3px; }
-"""
+TEMPLATE, CSS = "report.html.j2", "report.css"
 
 
-def _inline(text: str) -> str:
-    """Escape, then turn `code` spans (the one markup paragraphs use) into <code>."""
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text)))
+def _inline(text: object) -> Markup:
+    """Escape, then turn the two markups paragraphs use into HTML: `code` spans into <code>, **bold**
+    (outside code) into <strong>."""
+    parts = re.split(r"(`[^`]+`)", str(escape(str(text))))
+    out = [f"<code>{p[1:-1]}</code>" if p.startswith("`") and p.endswith("`") and len(p) > 1
+           else re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", p) for p in parts]
+    return Markup("".join(out))
 
 
-def _table(t: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
-    body = []
-    for row in t.rows:
-        cells = "".join(
-            f"<td>{html.escape(str(c))}</td>" if i < t.left_columns else f'<td class="num">{html.escape(str(c))}</td>'
-            for i, c in enumerate(row)
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
-def _image(img: Image) -> str:
-    data = base64.b64encode(img.png).decode("ascii")
-    return f'<img alt="{html.escape(img.alt, quote=True)}" src="data:image/png;base64,{data}">'
+@cache
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("flipgate.report", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(inline=_inline, base64=_base64)
+    env.tests.update(table=lambda b: isinstance(b, Table), image=lambda b: isinstance(b, Image))
+    return env
 
 
 def to_html(doc: Document) -> str:
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(doc.title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{html.escape(doc.title)}</h1>",
-    ]
-    for section in doc.sections:
-        parts.append(f"<h2>{html.escape(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                parts.append(_table(block))
-            elif isinstance(block, Image):
-                parts.append(_image(block))
-            else:
-                parts.append(f"<p>{_inline(block)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    env = environment()
+    css = Markup(env.loader.get_source(env, CSS)[0])  # our own file, inlined as it is
+    return env.get_template(TEMPLATE).render(doc=doc, css=css)
