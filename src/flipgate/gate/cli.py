@@ -1,6 +1,8 @@
 """`flipgate gate`: judge a candidate's predictions against the baseline's on the regression set.
 
-Predictions tables are parquet, csv or jsonl files with columns id, label, pred (logits ignored).
+Predictions tables are parquet, csv or jsonl files with columns id, label, pred (logits ignored), or
+parquet datasets (a folder, a glob or any fsspec URL), which are read batch by batch and joined through
+buckets spilled to a temp folder (flipgate.gate.stream), so memory is bounded whatever their size.
 
 Exit status: 0 pass, 1 reject, 2 inconclusive, 3 bad input (the dispatcher maps FlipgateError to 3),
 64 usage error, 70 internal error (flipgate.errors).
@@ -11,6 +13,7 @@ Policy values come from the flags, else from the `gate` section of --params, els
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -18,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from flipgate.errors import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REJECT, EXIT_STATUS_HELP, FlipgateError
-from flipgate.gate.policy import Decision, Policy, decide
+from flipgate.gate.policy import Decision, Policy, decide, decide_table
+from flipgate.gate.stream import BUCKET_ROWS, open_side, stream_counts
 from flipgate.gate.tables import resolve_predictions, same_file
-from flipgate.predictions import align, check_file, read_arrow
+from flipgate.predictions import SAME_SET, align, check_file, is_dataset, read_arrow
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,8 @@ _POLICY_FLAGS = ("nfr_budget", "upper_bound", "ci_level", "min_gain", "per_class
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = "Judge a candidate's predictions against the baseline's on the regression set."
     p.epilog = EXIT_STATUS_HELP
-    p.add_argument("--baseline", required=True, metavar="FILE", help="the old/champion model's predictions")
+    p.add_argument("--baseline", required=True, metavar="FILE", help="the old/champion model's predictions: a file, "
+                   "a models:/ reference, or a parquet dataset (a folder, a glob, an fsspec URL such as s3://...)")
     p.add_argument("--candidate", required=True, metavar="FILE", help="the candidate's, on the same examples")
     p.add_argument("--params", type=Path, metavar="FILE", help="take policy defaults from its `gate` section")
     # default None everywhere: "not given" must fall through to --params, then to Policy's defaults.
@@ -49,12 +54,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--golden-ids", type=Path, metavar="FILE", help="ids (one per line) that must never flip")
     p.add_argument("--json", metavar="FILE", help="write the decision as JSON here (a file, never a folder)")
     p.add_argument("--markdown", metavar="FILE", help="write a PR-comment summary here (a file, never a folder)")
+    p.add_argument("--spill-dir", type=Path, metavar="DIR", help="where a dataset's buckets are spilled while "
+                   "joining (default: the system temp folder; needs about 40 bytes per row of both sides)")
+    p.add_argument("--bucket-rows", type=positive_int, default=BUCKET_ROWS, metavar="N",
+                   help=f"rows of one side joined in memory at once (default {BUCKET_ROWS:,}); bounds the memory")
     p.add_argument(
         "--allow-identical",
         action="store_true",
         help="judge a candidate whose predictions equal the baseline's, or whose file is the baseline's or a "
              "byte-identical copy (refused by default: usually a mix-up)",
     )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def rate(low: float, high: float, open_: bool = False):
@@ -100,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     out_json, out_md = output_file(args.json, "gate.json"), output_file(args.markdown, "gate.md")
     policy, golden_file = build_policy(args)
     decision = gate_files(
-        args.baseline, args.candidate, policy, allow_identical=args.allow_identical, golden_source=golden_file
+        args.baseline, args.candidate, policy, allow_identical=args.allow_identical, golden_source=golden_file,
+        spill_dir=args.spill_dir, bucket_rows=args.bucket_rows,
     )
     if out_json:
         from flipgate.io import write_json
@@ -118,13 +138,19 @@ def gate_files(
     policy: Policy,
     allow_identical: bool = False,
     golden_source: Path | None = None,
+    spill_dir: Path | None = None,
+    bucket_rows: int = BUCKET_ROWS,
 ) -> Decision:
     """Read both predictions tables, check they describe the same examples, and decide.
 
+    When either is a parquet dataset (a folder, glob or URL) both are streamed (`gate_datasets`).
     Raises FlipgateError for bad input: a missing or unreadable file, the baseline's own file or
     predictions as the candidate (unless allow_identical), ids or labels that differ, golden ids absent
     from the set.
     """
+    if is_dataset(baseline_ref) or is_dataset(candidate_ref):
+        return gate_datasets(baseline_ref, candidate_ref, policy, allow_identical, golden_source, spill_dir,
+                             bucket_rows)
     start = time.perf_counter()
     base_path, cand_path = resolve_predictions(baseline_ref), resolve_predictions(candidate_ref)
     for path in (base_path, cand_path):
@@ -138,11 +164,8 @@ def gate_files(
     cand = align(base, read_arrow(cand_path), str(base_path), str(cand_path))  # in the baseline's row order
     labels, base_pred, cand_pred = (t[c].to_numpy() for t, c in ((base, "label"), (base, "pred"), (cand, "pred")))
     if not allow_identical and len(labels) and np.array_equal(base_pred, cand_pred):
-        raise FlipgateError(
-            f"{cand_path}: every prediction equals the baseline's ({base_path}), so this is most likely the "
-            "baseline's predictions under another name; pass the candidate's (or --allow-identical)"
-        )
-    try:
+        _refuse_identical(base_path, cand_path)
+    with _golden_errors(golden_source):
         decision = decide(
             labels,
             base_pred,
@@ -152,12 +175,61 @@ def gate_files(
             baseline=str(baseline_ref),
             candidate=str(candidate_ref),
         )
+    log.debug("gate decided in %.2f s on %d rows", time.perf_counter() - start, len(labels))
+    return decision
+
+
+def gate_datasets(
+    baseline_ref: str,
+    candidate_ref: str,
+    policy: Policy,
+    allow_identical: bool = False,
+    golden_source: Path | None = None,
+    spill_dir: Path | None = None,
+    bucket_rows: int = BUCKET_ROWS,
+) -> Decision:
+    """`gate_files` for predictions too large for memory: both sides read batch by batch and joined through
+    spilled buckets (flipgate.gate.stream); the same refusals, messages and decision as the in-memory path."""
+    start = time.perf_counter()
+    base_ref, cand_ref = (ref if is_dataset(ref) else str(resolve_predictions(ref))
+                          for ref in (baseline_ref, candidate_ref))
+    if not allow_identical and _same_source(base_ref, cand_ref):
+        raise FlipgateError(f"{cand_ref}: the candidate is the baseline's own file ({base_ref}); "
+                            "pass the candidate model's predictions")
+    base, cand = open_side(base_ref), open_side(cand_ref)
+    counts = stream_counts(base, cand, policy.golden_ids, SAME_SET, bucket_rows=bucket_rows, spill_dir=spill_dir)
+    if not allow_identical and counts.table.n and not counts.any_prediction_differs:
+        _refuse_identical(base_ref, cand_ref)
+    with _golden_errors(golden_source):
+        decision = decide_table(counts.table, policy, counts.golden if policy.golden_ids else None,
+                                baseline=str(baseline_ref), candidate=str(candidate_ref))
+    log.debug("gate decided in %.2f s on %d rows, streamed", time.perf_counter() - start, counts.table.n)
+    return decision
+
+
+def _same_source(a: str, b: str) -> bool:
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    if Path(a).is_file() and Path(b).is_file():
+        return same_file(Path(a), Path(b))
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def _refuse_identical(base: object, cand: object) -> None:
+    raise FlipgateError(
+        f"{cand}: every prediction equals the baseline's ({base}), so this is most likely the "
+        "baseline's predictions under another name; pass the candidate's (or --allow-identical)"
+    )
+
+
+@contextlib.contextmanager
+def _golden_errors(golden_source: Path | None):
+    try:
+        yield
     except ValueError as exc:  # golden ids absent from the regression set
         raise FlipgateError(
             f"{golden_source or 'golden ids'}: {exc}; every golden id must be in the regression set"
         ) from exc
-    log.debug("gate decided in %.2f s on %d rows", time.perf_counter() - start, len(labels))
-    return decision
 
 
 def build_policy(args: argparse.Namespace) -> tuple[Policy, Path | None]:

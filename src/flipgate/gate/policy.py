@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 
 from flipgate.markdown import md_code, md_text
-from flipgate.metrics.flips import FlipCounts, flip_counts, negative_flip_mask, per_class_nfr
+from flipgate.metrics.flips import FlipCounts, flip_counts, negative_flip_mask
+from flipgate.metrics.table import FlipTable
 
 CheckVerdict = Literal["pass", "fail", "inconclusive"]
 Verdict = Literal["pass", "reject", "inconclusive"]
@@ -227,15 +228,57 @@ def decide(
     regression set cannot be checked, so it is a configuration error rather than a pass.
     """
     labels, base, cand = (np.asarray(a) for a in (labels, baseline_pred, candidate_pred))
-    counts = flip_counts(labels, base, cand)
+    flip_counts(labels, base, cand)  # the shape check and its message
+    golden = golden_outcome(labels, base, cand, ids, policy.golden_ids) if policy.golden_ids else None
+    return decide_table(FlipTable.from_arrays(labels, base, cand), policy, golden, baseline, candidate)
+
+
+@dataclass(frozen=True)
+class GoldenOutcome:
+    """The golden ids found in the regression set, and those of them that flipped negatively."""
+
+    found: frozenset[str]
+    flipped: frozenset[str]
+
+    def __add__(self, other: GoldenOutcome) -> GoldenOutcome:
+        return GoldenOutcome(self.found | other.found, self.flipped | other.flipped)
+
+
+def golden_outcome(labels, base, cand, ids, golden: frozenset[str]) -> GoldenOutcome:
+    """Which of `golden` are among `ids` (aligned with the arrays), and which of those flipped negatively."""
+    if ids is None:
+        raise ValueError("golden ids need the examples' ids")
+    ids = pd.Series(ids, copy=False).astype("string")  # stays Arrow-backed: no 10M Python strings
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids do not match {len(labels)} labels")
+    in_golden = ids.isin(golden).to_numpy(dtype=bool)
+    flipped = in_golden & negative_flip_mask(labels, base, cand)
+    return GoldenOutcome(frozenset(ids[in_golden]), frozenset(ids[flipped]))
+
+
+def decide_table(
+    table: FlipTable,
+    policy: Policy = Policy(),
+    golden: GoldenOutcome | None = None,
+    baseline: str = "baseline",
+    candidate: str = "candidate",
+) -> Decision:
+    """Judge from counts alone: the per-class flip table (and, with golden ids, their outcome) are all a
+    decision needs, so a regression set counted part by part decides exactly as one read whole.
+
+    Raises ValueError when the policy names golden ids and `golden` is None or misses one of them.
+    """
+    counts = table.counts()
     checks = [_nfr_check(counts, policy)]
     if policy.upper_bound:
         checks.append(_upper_bound_check(counts, policy))
     checks.append(_gain_check(counts, policy))
     if policy.per_class_budget is not None:
-        checks.append(_per_class_check(labels, base, cand, policy.per_class_budget))
+        checks.append(_per_class_check(table.per_class(), policy.per_class_budget))
     if policy.golden_ids:
-        checks.append(_golden_check(labels, base, cand, ids, policy.golden_ids))
+        if golden is None:
+            raise ValueError("golden ids need the examples' ids")
+        checks.append(_golden_check(golden, policy.golden_ids))
     return Decision(_overall(checks), tuple(checks), counts, policy, baseline, candidate)
 
 
@@ -282,19 +325,7 @@ def _gain_check(c: FlipCounts, p: Policy) -> Check:
     return Check("accuracy_gain", gain, ">=", p.min_gain, verdict, detail)
 
 
-def _per_class(labels: np.ndarray, base: np.ndarray, cand: np.ndarray) -> dict[int, dict[str, float | int]]:
-    """Same numbers as metrics.flips.per_class_nfr, with bincount: one pass even for 10M rows."""
-    if labels.size == 0 or labels.min() < 0:
-        return per_class_nfr(labels, base, cand)
-    n = np.bincount(labels)
-    k = np.bincount(labels, weights=negative_flip_mask(labels, base, cand), minlength=n.size)
-    return {
-        int(c): {"n": int(n[c]), "negative_flips": int(k[c]), "nfr": int(k[c]) / int(n[c])} for c in np.flatnonzero(n)
-    }
-
-
-def _per_class_check(labels: np.ndarray, base: np.ndarray, cand: np.ndarray, budget: float) -> Check:
-    per_class = _per_class(labels, base, cand)
+def _per_class_check(per_class: dict[int, dict[str, float | int]], budget: float) -> Check:
     if not per_class:
         return Check("per_class_nfr", None, "<=", budget, "inconclusive", "the regression set is empty")
     worst_class, worst = max(per_class.items(), key=lambda kv: (kv[1]["nfr"], -kv[0]))
@@ -310,19 +341,13 @@ def _per_class_check(labels: np.ndarray, base: np.ndarray, cand: np.ndarray, bud
     return Check("per_class_nfr", worst["nfr"], "<=", budget, "fail", detail)
 
 
-def _golden_check(labels, base, cand, ids, golden: frozenset[str]) -> Check:
-    if ids is None:
-        raise ValueError("golden ids need the examples' ids")
-    ids = pd.Series(ids, copy=False).astype("string")  # stays Arrow-backed: no 10M Python strings
-    if len(ids) != len(labels):
-        raise ValueError(f"{len(ids)} ids do not match {len(labels)} labels")
-    in_golden = ids.isin(golden).to_numpy(dtype=bool)
-    absent = sorted(golden - set(ids[in_golden]))
+def _golden_check(golden: GoldenOutcome, wanted: frozenset[str]) -> Check:
+    absent = sorted(wanted - golden.found)
     if absent:
         raise ValueError(f"{len(absent)} golden id(s) are not in the regression set, e.g. {absent[0]!r}")
-    flipped = sorted(ids[in_golden & negative_flip_mask(labels, base, cand)])
+    flipped = sorted(golden.flipped & wanted)
     if not flipped:
-        return Check("golden_ids", 0, "==", 0, "pass", f"none of {len(golden):,} golden examples flipped")
+        return Check("golden_ids", 0, "==", 0, "pass", f"none of {len(wanted):,} golden examples flipped")
     shown = ", ".join(repr(i) for i in flipped[:_MAX_LISTED])
     more = f" and {len(flipped) - _MAX_LISTED} more" if len(flipped) > _MAX_LISTED else ""
     return Check("golden_ids", len(flipped), "==", 0, "fail", f"flipped: {shown}{more}")
