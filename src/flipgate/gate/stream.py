@@ -238,8 +238,8 @@ def _spill(side: Side, buckets: int, folder: Path) -> None:
     try:
         for file_index, table in _progress(side.batches(), f"partitioning {side.name}"):
             rows = _with_hash(file_index, table)
-            bucket = (rows["hash"].to_numpy() % np.uint64(buckets)).astype(np.int64)
-            rows = rows.take(pa.array(np.argsort(bucket, kind="stable")))
+            bucket = (rows["hash"].to_numpy() % np.uint64(buckets)).astype(_bucket_type(buckets))
+            rows = rows.take(pa.array(np.argsort(bucket, kind="stable")))  # a radix sort for <= 16 bits
             sizes = np.bincount(bucket, minlength=buckets)
             starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
             for b in np.flatnonzero(sizes):
@@ -249,6 +249,10 @@ def _spill(side: Side, buckets: int, folder: Path) -> None:
     finally:
         for writer in writers.values():
             writer.close()
+
+
+def _bucket_type(buckets: int) -> type:
+    return np.uint16 if buckets <= 1 << 16 else np.uint32
 
 
 def _read(folder: Path, bucket: int) -> pa.Table:
@@ -322,8 +326,34 @@ def _match(hb, hc, ob, oc, base_ids, cand_ids) -> tuple[np.ndarray, np.ndarray]:
         pos = np.minimum(np.searchsorted(sorted_b, hc), max(len(hb) - 1, 0))
         hit = np.flatnonzero(sorted_b[pos] == hc) if len(hb) else np.zeros(0, np.int64)
         bi, ci = ob[pos[hit]], hit
-    same = pc.equal(base_ids.take(pa.array(bi)), cand_ids.take(pa.array(ci))).to_numpy(zero_copy_only=False)
+    same = _same_ids(base_ids, cand_ids, bi, ci)
     return bi[same], ci[same]
+
+
+def _same_ids(base_ids: pa.ChunkedArray, cand_ids: pa.ChunkedArray, bi: np.ndarray, ci: np.ndarray) -> np.ndarray:
+    """base_ids[bi] == cand_ids[ci], row by row. Ids of one width of at least 8 bytes on both sides
+    (zero-padded numbers, UUIDs) are compared as a few uint64 words each; others through Arrow."""
+    words = [_words(ids) for ids in (base_ids, cand_ids)]
+    if words[0] is not None and words[1] is not None and len(words[0]) == len(words[1]):
+        same = np.ones(len(bi), bool)
+        for wb, wc in zip(*words):
+            same &= wb[bi] == wc[ci]
+        return same
+    return pc.equal(base_ids.take(pa.array(bi)), cand_ids.take(pa.array(ci))).to_numpy(zero_copy_only=False)
+
+
+def _words(ids: pa.ChunkedArray) -> list[np.ndarray] | None:
+    """When every id has the same byte length w >= 8: views of each id's bytes at 0, 8, ... and w - 8
+    (the last overlaps), as uint64 arrays; together they cover every byte. Else None."""
+    ids = ids.combine_chunks()
+    if len(ids) == 0:
+        return None
+    offsets, data = _buffers(ids)
+    width = int(offsets[1] - offsets[0])
+    if width < 8 or offsets[-1] - offsets[0] != width * len(ids) or not (np.diff(offsets) == width).all():
+        return None
+    starts = sorted({*range(0, width - 7, 8), width - 8})
+    return [np.ndarray((len(ids),), "<u8", data, offset=int(offsets[0]) + o, strides=(width,)) for o in starts]
 
 
 def _count_unmatched(table: pa.Table, matched: np.ndarray, found: Found) -> None:
