@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                   "2 inconclusive, 3 bad input, 64 usage error, 70 internal error)"),
     "show": ("flipgate.report.show", "print the results table (and the mean ± std over seeds)"),
     "report": ("flipgate.report.cli", "rebuild reports/report.{md,html}, the flip ledger and plots from predictions"),
+    "predict": ("flipgate.score", "write a model's predictions table on a data file (id, text, label), for the gate"),
 }
 
 class Parser(argparse.ArgumentParser):

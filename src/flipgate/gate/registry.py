@@ -31,7 +31,7 @@ import yaml
 
 from flipgate import tracking
 from flipgate.errors import FlipgateError
-from flipgate.io import atomic_path
+from flipgate.io import atomic_path, hash_files
 from flipgate.locks import store_lock
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,7 @@ def folder_hash(folder: str | Path) -> str:
     if not folder.is_dir():
         raise FlipgateError(f"{folder}: model folder not found; run the stage that writes it first")
     h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+    hash_files(h, folder)
     return h.hexdigest()[:16]
 
 
@@ -126,8 +122,10 @@ def _register(client, folder: Path, name: str, tags: dict[str, str], max_length:
     """Log the folder as a pyfunc (to the active run, if any) and register it as a new version. With
     `predictions` (its regression-set table), log that too, so `flipgate gate --baseline models:/...`
     can judge a candidate against the version without running it."""
+    from flipgate.models.pyfunc import log_model
+
     config = {"max_length": max_length} if max_length else {}
-    info = tracking.log_model(folder, name="model", experiment=experiment, **config)
+    info = log_model(folder, name="model", experiment=experiment, **config)
     if predictions is not None:
         subdir = f"predictions/{tags['model_hash'][:16]}"
         client.log_artifact(info.run_id, str(predictions), subdir)
@@ -355,6 +353,22 @@ def load_champion(name: str, dst: str | Path, tracking_uri: str | None = None) -
             shutil.copytree(inner, out)
     log.info("champion of %s is version %s; its model folder is at %s", name, champion.version, dst)
     return Path(dst)
+
+
+def download_model(ref: str, dst: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """`models:/<name>@<alias>` or `models:/<name>/<version>` -> (its model folder, downloaded under `dst`,
+    and the model_config it was logged with: max_length and the like). Raises FlipgateError when the
+    store, the model or the version is unknown."""
+    import mlflow
+
+    uri = tracking.require_store(tracking_uri, ref, "; or pass a model folder")
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(ref, dst_path=str(dst), tracking_uri=uri, registry_uri=uri))
+    except Exception as exc:  # MlflowException for unknown models, versions and aliases
+        raise FlipgateError(f"{ref}: no such registered model version at {uri} ({type(exc).__name__}: {exc})") from exc
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    config = mlmodel["flavors"]["python_function"].get("model_config") or {}
+    return local / _artifact_subpath(local), dict(config)
 
 
 def champion_version(name: str, tracking_uri: str | None = None) -> int | None:
