@@ -6,7 +6,7 @@ MODEL is any model folder the pipeline writes (an HF classifier, a Gated Fusion 
 jsonl, csv or parquet file with columns id, text and label: the gate compares predictions with gold
 labels, so the label is required. A label is an integer class id, or a class name the model's
 flipgate.json lists (its `labels`, as the pipeline saves them). OUT is the predictions parquet (id, label,
-pred, logits), written atomically; with --spark it is a folder of parquet files (flipgate.spark_score).
+pred, logits), written atomically.
 
 The predictions are those the pipeline's own stages write for the same model and texts: one call of the
 model's `predict_logits`, in the same batches, on the same device choice.
@@ -36,34 +36,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.add_argument("model", metavar="MODEL", help="a model folder, or models:/<name>@<alias> or models:/<name>/<version>")
     p.add_argument("data", metavar="DATA", type=Path, help="a jsonl, csv or parquet file with columns id, text, label")
-    p.add_argument("out", metavar="OUT", type=Path, help="the predictions .parquet to write (a folder with --spark)")
+    p.add_argument("out", metavar="OUT", type=Path, help="the predictions .parquet to write")
     p.add_argument("--max-length", type=int, metavar="N",
                    help=f"tokens per text (default: the registered model's, else {DEFAULT_MAX_LENGTH})")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help="texts per batch")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, else cpu), cpu, cuda, ...")
-    p.add_argument("--spark", action="store_true",
-                   help="score through mlflow.pyfunc.spark_udf (needs the `spark` extra and Java 17) and write OUT "
-                        "as parquet files keyed by id")
-    p.add_argument("--partitions", type=int, default=None, metavar="N",
-                   help="with --spark: files to write (rows are spread over them by id; default: Spark's cores)")
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    check_out(args.out, folder=args.spark)
+    check_out(args.out)
     examples = read_examples(args.data)
-    if args.spark:
-        from flipgate.spark_score import spark_predict
-
-        rows = spark_predict(args.model, examples, args.out, max_length=args.max_length,
-                             batch_size=args.batch_size, partitions=args.partitions)
-    else:
-        with tempfile.TemporaryDirectory(prefix="flipgate-predict-") as tmp:
-            folder, config = resolve_model(args.model, tmp)
-            table = predict_table(folder, examples, max_length=args.max_length or config.get("max_length"),
-                                  batch_size=args.batch_size, device=args.device)
-        write_table(table, args.out)
-        rows = len(table)
+    with tempfile.TemporaryDirectory(prefix="flipgate-predict-") as tmp:
+        folder, config = resolve_model(args.model, tmp)
+        table = predict_table(folder, examples, max_length=args.max_length or config.get("max_length"),
+                              batch_size=args.batch_size, device=args.device)
+    write_table(table, args.out)
+    rows = len(table)
     seconds = time.perf_counter() - start
     print(f"flipgate predict: {rows:,} predictions in {seconds:.1f} s ({rows / max(seconds, 1e-9):.1f}/s) -> {args.out}")
     return 0
@@ -170,18 +159,12 @@ def predict_table(folder: Path, examples: pd.DataFrame, max_length: int | None =
     return predictions_frame(examples["id"], labels, logits)
 
 
-def check_out(out: Path, folder: bool = False) -> None:
-    """Refuse, before any work, an OUT that cannot be written: a file must end in .parquet and not be a
-    folder; a folder (--spark) must not be a file."""
-    if folder:
-        if out.is_file():
-            raise FlipgateError(f"{out}: is a file; with --spark OUT is a folder of parquet files")
-        return
+def check_out(out: Path) -> None:
+    """Refuse, before any work, an OUT that cannot be written: it must end in .parquet and not be a folder."""
     if out.is_dir() or str(out).endswith("/"):
         raise FlipgateError(f"{out}: is a folder; name a file, e.g. {out / 'regression.parquet'}")
     if out.suffix.lower() != ".parquet":
-        raise FlipgateError(f"{out}: OUT is a .parquet file (the predictions table keeps its logits); "
-                            "or pass --spark to write a folder")
+        raise FlipgateError(f"{out}: OUT is a .parquet file (the predictions table keeps its logits)")
 
 
 def write_table(table: pd.DataFrame, out: Path) -> None:
