@@ -23,6 +23,7 @@ RULES = {
     "budget, point": ("budget", 0.5, 0.5),
     "budget, 0.65 bound": ("budget", 0.65, 0.5),
     "budget, 0.8 bound": ("budget", 0.8, 0.5),
+    "budget, 0.9 bound": ("budget", 0.9, 0.5),
     "budget, 0.95 bound": ("budget", 0.95, 0.5),
 }
 

@@ -110,7 +110,7 @@ class Choosing(Section):
     `tolerance`: the lowest dev NFR among options within `tolerance` accuracy points of the reference."""
 
     objective: Objective = "budget"
-    confidence: float = Field(0.8, ge=0.5, lt=1)  # budget: level of the NFR's upper bound (0.5: the point)
+    confidence: float = Field(0.9, ge=0.5, lt=1)  # budget: level of the NFR's upper bound (0.5: the point)
     tolerance: float | Literal["ci"] = 0.5  # tolerance: accuracy points below the reference, or `ci`
     ci_level: float = Field(0.95, gt=0, lt=1)  # tolerance `ci`: level of the reference's interval
 
