@@ -14,7 +14,7 @@ from flipgate.data import update
 from flipgate.errors import EXIT_USAGE
 from flipgate.io import write_json
 from flipgate.models.device import get_device
-from flipgate.models.run import EVAL_SPLITS, fine_tune, from_registry
+from flipgate.models.run import EVAL_SPLITS, fine_tune
 from flipgate.models.train import TrainConfig
 from flipgate.params import load_section
 
@@ -29,6 +29,8 @@ def main() -> None:
     labels, _ = update.load_labels(data_dir)
     eval_splits = {s: update.load_split(data_dir, s) for s in EVAL_SPLITS}
     if role == "old" and load_section("old").source == "registry":
+        from flipgate.gate.champion import from_registry  # mlflow's import, only when old is the champion
+
         trk = load_section("tracking")
         summary = from_registry(load_section("promote").registered_name, trk.uri, eval_splits, get_device(base.device),
                                 model_dir, pred_dir, base.eval_batch_size, base.max_length)

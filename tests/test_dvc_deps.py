@@ -170,9 +170,11 @@ def test_deps_name_existing_sources():
 
 
 def test_the_import_walk_sees_lazy_and_string_imports():
-    """The walk is only as good as what it sees: stage.py imports params.py and models/train.py inside
-    functions, and pyfunc.py names gated_fusion.py in a loader string."""
+    """The walk is only as good as what it sees: stage.py imports params.py and tracking.py inside
+    functions, the train stage gate/champion.py, and pyfunc.py names gated_fusion.py in a loader string."""
     rel = {str(p.relative_to(ROOT)) for p in required_files(SRC / "flipgate" / "models" / "pyfunc.py")}
     assert "src/flipgate/mitigation/gated_fusion.py" in rel
     rel = {str(p.relative_to(ROOT)) for p in required_files(SRC / "flipgate" / "stage.py")}
-    assert {"src/flipgate/params.py", "src/flipgate/models/train.py"} <= rel
+    assert {"src/flipgate/params.py", "src/flipgate/tracking.py"} <= rel
+    rel = {str(p.relative_to(ROOT)) for p in required_files(ROOT / "stages" / "train.py")}
+    assert "src/flipgate/gate/champion.py" in rel

@@ -160,3 +160,14 @@ def frame_hash(df: pd.DataFrame, columns: list[str]) -> str:
     for col in columns:
         h.update(pd.util.hash_pandas_object(df[col].astype(str), index=False).to_numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def hash_files(h: hashlib._Hash, path: Path) -> None:
+    """Feed a file (its name and bytes) or a folder (each file's relative name and bytes, sorted) into `h`,
+    so two copies of a folder hash alike wherever they sit (the pipeline key's data files, model folders)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update((f.relative_to(path).as_posix() if path.is_dir() else f.name).encode() + b"\0")
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)

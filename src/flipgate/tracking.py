@@ -27,10 +27,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -51,7 +49,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
-from flipgate.io import frame_hash, read_json, writer_temp_dir  # noqa: E402
+from flipgate.io import frame_hash, hash_files, read_json  # noqa: E402
 from flipgate.locks import sqlite_file, store_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -155,15 +153,6 @@ def git_commit(root: str | Path = ".") -> str:
     return out.strip() if out else "none"
 
 
-def _hash_path(h: hashlib._Hash, path: Path) -> None:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-
-
 def _data_files(params_path: Path) -> list[Path]:
     """The local input files params.yaml's `data.files` names (empty for embedded and HF sources)."""
     from flipgate.params import load_section
@@ -191,7 +180,7 @@ def pipeline_key(root: str | Path = ".", params_file: str = "params.yaml") -> st
         for path in _data_files(params_path):
             path = path if path.is_absolute() else root / path
             if path.exists():  # a missing input fails its stage with a clearer message than ours
-                _hash_path(h, path)
+                hash_files(h, path)
     return h.hexdigest()[:16]
 
 
@@ -328,10 +317,6 @@ class StageRun:
         frame = pd.read_parquet(path)
         self.log_table(flip_table(frame) if "flip" in frame.columns else frame, f"{TABLES}/{path.stem}.json")
 
-    def log_model(self, folder: str | Path, name: str = "model", **model_config: Any):
-        """Log a model folder as the flipgate pyfunc; returns MLflow's ModelInfo (`.model_uri`)."""
-        return log_model(folder, name=name, **model_config)
-
 
 def _is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
@@ -418,93 +403,3 @@ def _log_datasets(run: StageRun, root: Path, datasets: Mapping[str, str | Path])
     if inputs:  # the store keeps one input per dataset and run: the parent lists each split once
         run.client.log_inputs(run.run_id, datasets=inputs)
         run.client.log_inputs(run.parent_run_id, datasets=inputs)
-
-
-# ---------------------------------------------------------------- models
-
-
-def log_model(folder: str | Path, name: str = "model", experiment: str = DEFAULT_EXPERIMENT, **model_config: Any):
-    """Log a model folder (any kind `flipgate.models.pyfunc` loads) as a pyfunc to the active run, or,
-    when there is none, to a short run `log-<folder name>` in `experiment` (never MLflow's Default
-    experiment, whose artifacts land in ./mlruns of whichever directory first opened the store).
-    model_config: max_length, batch_size, device (read back by the pyfunc's load_context)."""
-    from flipgate.models.pyfunc import model_kind
-
-    folder = Path(folder)
-    model_kind(folder)  # fail here, naming the folder, rather than at load time
-    if mlflow.active_run() is None:
-        exp_id = experiment_id(MlflowClient(), experiment)
-        with mlflow.start_run(experiment_id=exp_id, run_name=f"log-{folder.name}"):
-            return _log_pyfunc(folder, name, model_config)
-    return _log_pyfunc(folder, name, model_config)
-
-
-def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
-    """Models from code: MLflow copies the wrapper's code file into the model, not a pickle of it, so
-    loading the model unpickles nothing (the file only imports the installed flipgate)."""
-    from flipgate.models.pyfunc import ARTIFACT_KEY, CODE_FILE
-
-    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"), _staging():
-        # A deliberate choice MLflow warns about on every call: no input example (it would run the
-        # model; the signature is explicit instead).
-        warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(CODE_FILE),
-            artifacts={ARTIFACT_KEY: str(folder)},
-            model_config=model_config or None,
-            signature=_signature(),
-            pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
-        )
-
-
-STAGING = "flipgate-mlflow"  # in the system temp folder: .flipgate-mlflow.<pid>@<host>.XXXX.tmp
-
-
-@contextlib.contextmanager
-def _staging() -> Iterator[None]:
-    """Have MLflow stage the model it logs (a full copy, in a tempfile folder it removes when done) in a
-    folder named by this process, removed at the next log once this process is dead: a killed log would
-    otherwise leave a model copy in the system temp folder for good. Sets tempfile.tempdir meanwhile."""
-    folder = str(writer_temp_dir(Path(tempfile.gettempdir()) / STAGING))
-    before, tempfile.tempdir = tempfile.tempdir, folder
-    try:
-        yield
-    finally:
-        tempfile.tempdir = before
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _signature():
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, DataType, Schema
-
-    return ModelSignature(
-        inputs=Schema([ColSpec(DataType.string, "text")]),
-        outputs=Schema([ColSpec(DataType.long, "pred"), ColSpec(Array(DataType.float), "logits")]),
-    )
-
-
-def pip_requirements() -> list[str]:
-    """What the pyfunc needs, pinned to the versions installed here. flipgate itself is not on an
-    index: an environment that loads the model needs it installed (`pip install -e .`)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    reqs = []
-    for dist in ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas"):
-        try:
-            reqs.append(f"{dist}=={version(dist).split('+')[0]}")
-        except PackageNotFoundError:
-            reqs.append(dist)
-    return reqs

@@ -7,14 +7,21 @@ a new kind is wired by writing its loader, not by changing the wrapper or the re
 
 A loader returns a Predictor: `predict_logits(texts) -> float32 array (n, classes)`.
 The pyfunc is logged as code (CODE_FILE, MLflow's models from code), not pickled; that file imports this
-module, so the environment that loads the model needs `flipgate` installed.
+module, so the environment that loads the model needs `flipgate` installed. `log_model` logs a folder as
+the pyfunc (the registry's one way in); loading one imports no tracking code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
 import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +32,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
+from flipgate.io import writer_temp_dir  # noqa: E402
 
 MANIFEST = "flipgate.json"  # shared with flipgate.models.classifier.save_classifier
 ARTIFACT_KEY = "model"  # the folder's key in the pyfunc's artifacts (MLmodel maps it to its path)
@@ -125,3 +133,93 @@ class FlipgatePyfunc(mlflow.pyfunc.PythonModel):
             texts = [str(t) for t in model_input]
         logits = self.predictor.predict_logits(texts)
         return pd.DataFrame({"pred": logits.argmax(axis=1).astype(np.int64), "logits": list(logits)})
+
+
+# ---------------------------------------------------------------- logging a folder as the pyfunc
+
+
+def log_model(folder: str | Path, name: str = "model", experiment: str | None = None, **model_config: Any):
+    """Log a model folder (any kind `load_any` loads) as the pyfunc to the active run, or, when there is
+    none, to a short run `log-<folder name>` in `experiment` (default: tracking's; never MLflow's Default
+    experiment, whose artifacts land in ./mlruns of whichever directory first opened the store); returns
+    MLflow's ModelInfo. model_config: max_length, batch_size, device (read back by load_context)."""
+    folder = Path(folder)
+    model_kind(folder)  # fail here, naming the folder, rather than at load time
+    if mlflow.active_run() is None:
+        from mlflow.tracking import MlflowClient
+
+        from flipgate import tracking
+
+        exp_id = tracking.experiment_id(MlflowClient(), experiment or tracking.DEFAULT_EXPERIMENT)
+        with mlflow.start_run(experiment_id=exp_id, run_name=f"log-{folder.name}"):
+            return _log_pyfunc(folder, name, model_config)
+    return _log_pyfunc(folder, name, model_config)
+
+
+def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
+    """Models from code: MLflow copies the wrapper's code file into the model, not a pickle of it, so
+    loading the model unpickles nothing (the file only imports the installed flipgate)."""
+    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"), _staging():
+        # A deliberate choice MLflow warns about on every call: no input example (it would run the
+        # model; the signature is explicit instead).
+        warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(CODE_FILE),
+            artifacts={ARTIFACT_KEY: str(folder)},
+            model_config=model_config or None,
+            signature=_signature(),
+            pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
+        )
+
+
+STAGING = "flipgate-mlflow"  # in the system temp folder: .flipgate-mlflow.<pid>@<host>.XXXX.tmp
+
+
+@contextlib.contextmanager
+def _staging() -> Iterator[None]:
+    """Have MLflow stage the model it logs (a full copy, in a tempfile folder it removes when done) in a
+    folder named by this process, removed at the next log once this process is dead: a killed log would
+    otherwise leave a model copy in the system temp folder for good. Sets tempfile.tempdir meanwhile."""
+    folder = str(writer_temp_dir(Path(tempfile.gettempdir()) / STAGING))
+    before, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.string, "text")]),
+        outputs=Schema([ColSpec(DataType.long, "pred"), ColSpec(Array(DataType.float), "logits")]),
+    )
+
+
+def pip_requirements() -> list[str]:
+    """What the pyfunc needs, pinned to the versions installed here. flipgate itself is not on an
+    index: an environment that loads the model needs it installed (`pip install -e .`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for dist in ("mlflow", "torch", "transformers", "tokenizers", "safetensors", "numpy", "pandas"):
+        try:
+            reqs.append(f"{dist}=={version(dist).split('+')[0]}")
+        except PackageNotFoundError:
+            reqs.append(dist)
+    return reqs

@@ -1,0 +1,119 @@
+"""What imports what: the package graph has no circle through tracking, the registry or the stage
+helper, and the stages that handle data only (update, validate) import no model code.
+
+The static half reads imports with ast (tests/test_dvc_deps.py's reader); the other half imports the
+two stage scripts in a fresh interpreter and looks at sys.modules.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+
+from test_dvc_deps import ROOT, SRC, absolute, module_file, module_name, required_files
+
+MODEL_CODE = ("src/flipgate/models/", "src/flipgate/mitigation/", "src/flipgate/gate/")
+# The one circle left between packages: mitigation builds on models (classifier, training loop), and
+# models reaches into mitigation (fit.py's selection statistics, pyfunc.py's Gated Fusion loader).
+KNOWN_CIRCLES = [{"flipgate.models", "flipgate.mitigation"}]
+
+
+def package(name: str) -> str:
+    """flipgate.a.b -> flipgate.a: the unit whose circles count (a top-level module is its own unit)."""
+    return ".".join(name.split(".")[:2])
+
+
+def imports(path) -> set[str]:
+    """The flipgate modules `path` imports anywhere in its body, and the loader strings ("module:name") it
+    names. Unlike the deps walk it skips a plain string that happens to read as a module (tracking's tag
+    name "flipgate.stage"): a circle must be made of real imports."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = absolute(node, path)
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names if module_file(f"{base}.{a.name}"))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and ":" in node.value:
+            out.add(node.value.split(":")[0])
+    return {m for m in out if module_file(m)}
+
+
+def package_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in (SRC / "flipgate").rglob("*.py"):
+        src = package(module_name(path))
+        for name in imports(path):
+            dst = package(name)
+            if dst not in (src, "flipgate"):
+                graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected parts of more than one package (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = set()
+            while True:
+                w = stack.pop()
+                part.add(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                found.append(part)
+
+    for v in list(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_between_packages_but_the_known_one():
+    unexpected = [sorted(c) for c in circles(package_graph()) if c not in KNOWN_CIRCLES]
+    assert not unexpected, f"import circles between packages: {unexpected}"
+
+
+def test_the_circle_finder_finds_one():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_tracking_and_the_stage_helper_import_no_model_code():
+    for module in ("tracking.py", "stage.py"):
+        rel = [str(p.relative_to(ROOT)) for p in required_files(SRC / "flipgate" / module)]
+        assert not [r for r in rel if r.startswith(MODEL_CODE)], f"{module} imports model code: {rel}"
+
+
+def test_data_stages_import_no_torch_nor_model_code():
+    """update and validate, imported as a run imports them, plus tracking (which stage.run imports to log
+    the run): no torch, transformers or flipgate model, mitigation or registry module gets loaded."""
+    code = textwrap.dedent(
+        """
+        import importlib.util, sys
+        for name in ("update", "validate"):
+            spec = importlib.util.spec_from_file_location(f"stage_{name}", f"stages/{name}.py")
+            spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        import flipgate.tracking
+        bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers")
+                     or m.startswith(("flipgate.models", "flipgate.mitigation", "flipgate.gate")))
+        assert not bad, bad
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
