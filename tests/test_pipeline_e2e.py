@@ -47,13 +47,35 @@ def repo(tmp_path_factory, tiny_bert):
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"],
                 ["dvc", "add", "-q", "userdata/updates"], ["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         assert sh(cmd, tmp, env).returncode == 0, cmd
+    # The one full run every test starts from. A test that changes params or data puts them back and
+    # re-runs what it changed, so each test holds in any order (test_restored_state checks the rule).
+    run = sh(["dvc", "repro"], tmp, env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return tmp, env
+
+
+def edit_params(tmp: Path, change) -> dict:
+    """Apply `change(params)` to params.yaml; returns the params as they were."""
+    before = yaml.safe_load((tmp / "params.yaml").read_text())
+    params = yaml.safe_load((tmp / "params.yaml").read_text())
+    change(params)
+    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return before
+
+
+def restore_params(tmp: Path, before: dict) -> None:
+    (tmp / "params.yaml").write_text(yaml.safe_dump(before, sort_keys=False))
+
+
+def out_of_date(tmp: Path, env: dict) -> set[str]:
+    """The stages `dvc status` finds out of date (their own deps, params or outs changed)."""
+    status = sh(["dvc", "status", "--json"], tmp, env)
+    assert status.returncode == 0, status.stderr
+    return set(json.loads(status.stdout or "{}"))
 
 
 def test_repro_trains_evaluates_and_caches(repo):
     tmp, env = repo
-    run = sh(["dvc", "repro"], tmp, env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     for name in ("old", "target", "new"):
         assert (tmp / RUN / "models" / name / "model.safetensors").exists()
         assert (tmp / RUN / "predictions" / name / "regression.parquet").exists()
@@ -84,13 +106,47 @@ def test_repro_trains_evaluates_and_caches(repo):
     assert again.returncode == 0
     assert "Running stage" not in again.stdout, again.stdout
 
-    params = yaml.safe_load((tmp / "params.yaml").read_text())
-    params["train_new"]["epochs"] = 1
-    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    partial = sh(["dvc", "repro"], tmp, env)
-    assert partial.returncode == 0, partial.stderr[-3000:]
-    ran = ran_stages(partial.stdout)
-    assert "train_new@0" in ran and not ran & {"update", "train_old@0", "train_target@0"}, ran
+    # a schedule param of new makes train_new out of date, and only the stages that read train_new
+    before = edit_params(tmp, lambda p: p["train_new"].update(epochs=1))
+    try:
+        assert out_of_date(tmp, env) == {"train_new@0", "soup@0"}
+    finally:
+        restore_params(tmp, before)
+    assert out_of_date(tmp, env) == set()
+
+
+def test_verdict_follows_the_checks_and_the_champion_follows_the_verdict(repo):
+    """gate.json's NFR is the flips counted here from the two predictions tables, its verdict is the
+    conjunction of its checks, and promote moved `champion` exactly when the verdict is a pass."""
+    import pandas as pd
+
+    tmp, env = repo
+    gate = json.loads((tmp / "reports" / "gate.json").read_text())
+    budget = yaml.safe_load((tmp / "params.yaml").read_text())["gate"]["nfr_budget"]
+    old = pd.read_parquet(tmp / RUN / "predictions" / "old" / "regression.parquet").set_index("id")
+    cand = pd.read_parquet(tmp / RUN / "predictions" / gate["candidate"] / "regression.parquet").set_index("id")
+    cand = cand.loc[old.index]
+    flips = int(((old["pred"] == old["label"]) & (cand["pred"] != cand["label"])).sum())
+    assert gate["counts"]["negative_flips"] == flips and gate["counts"]["n"] == len(old) == 80
+    nfr_check = next(c for c in gate["checks"] if c["name"] == "nfr")
+    assert nfr_check["observed"] == pytest.approx(flips / 80) and nfr_check["threshold"] == budget
+    assert nfr_check["verdict"] == ("pass" if flips / 80 <= budget else "fail")
+    verdicts = [c["verdict"] for c in gate["checks"]]
+    expected = "pass" if all(v == "pass" for v in verdicts) else ("reject" if "fail" in verdicts else "inconclusive")
+    assert gate["verdict"] == expected, gate["checks"]
+
+    promotion = json.loads((tmp / "reports" / "promotion.json").read_text())
+    assert promotion["verdict"] == gate["verdict"] and promotion["tags"]["candidate"] == gate["candidate"]
+    if gate["verdict"] == "pass":
+        assert "champion" in promotion["aliases"] and promotion["champion_version"] == promotion["version"]
+    else:  # the candidate is registered as challenger; the champion is the baseline registered first
+        assert promotion["aliases"] == ["challenger"] and promotion["champion_version"] != promotion["version"]
+        assert promotion["tags"]["baseline_version"] == str(promotion["champion_version"])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}", registry_uri=f"sqlite:///{tmp / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias(promotion["name"], "champion")
+    assert int(champion.version) == promotion["champion_version"]
 
 
 def test_bad_param_fails_with_one_message_and_no_output(repo):
@@ -129,16 +185,26 @@ def ran_stages(stdout: str) -> set[str]:
 
 
 def test_dvc_add_of_an_update_reruns_from_update_but_not_old(repo):
+    """A new update file: update and validate re-run; then the models trained on the update are out of
+    date and old (D_old did not change) is not."""
     tmp, env = repo
-    toy_frame(40, 7, "m").to_json(tmp / "userdata" / "updates" / "more.jsonl", orient="records", lines=True)
-    assert sh(["dvc", "add", "-q", "userdata/updates"], tmp, env).returncode == 0
-    run = sh(["dvc", "repro"], tmp, env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    ran = ran_stages(run.stdout)
-    assert {"update", "validate", "train_target@0", "train_new@0", "bcwi@0", "gate"} <= ran, ran
-    assert "train_old@0" not in ran, "D_old did not change: old must not be retrained"
-    updated = __import__("pandas").read_parquet(tmp / "data" / "update" / "updated.parquet")
-    assert (updated["part"] == "new").sum() == 100  # 60 + 40: D_updated = D_old + every update file
+    more = tmp / "userdata" / "updates" / "more.jsonl"
+    toy_frame(40, 7, "m").to_json(more, orient="records", lines=True)
+    try:
+        assert sh(["dvc", "add", "-q", "userdata/updates"], tmp, env).returncode == 0
+        run = sh(["dvc", "repro", "validate"], tmp, env)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        assert ran_stages(run.stdout) == {"update", "validate"}
+        updated = __import__("pandas").read_parquet(tmp / "data" / "update" / "updated.parquet")
+        assert (updated["part"] == "new").sum() == 100  # 60 + 40: D_updated = D_old + every update file
+        stale = out_of_date(tmp, env)
+        assert {"train_target@0", "train_new@0", "soup@0", "gated_fusion@0", "bcwi@0"} <= stale, stale
+        assert "train_old@0" not in stale, "D_old did not change: old must not be retrained"
+    finally:
+        more.unlink()
+        sh(["dvc", "add", "-q", "userdata/updates"], tmp, env)
+        sh(["dvc", "repro", "validate"], tmp, env)
+    assert out_of_date(tmp, env) == set()
 
 
 def test_registry_champion_becomes_the_old_model(repo):
@@ -194,9 +260,16 @@ def test_adding_a_seed_runs_only_that_seed_and_the_report(repo):
     """`seeds: [0, 1]`: seed 1 gets its own run folder; seed 0's stages, select, gate and promote stay
     cached; the report aggregates mean +- std over both seeds."""
     tmp, env = repo
-    params = yaml.safe_load((tmp / "params.yaml").read_text())
-    params["seeds"] = [0, 1]
-    (tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = edit_params(tmp, lambda p: p.update(seeds=[0, 1]))
+    try:
+        seeds_run(tmp, env)
+    finally:
+        restore_params(tmp, before)
+        sh(["dvc", "repro", "report"], tmp, env)
+    assert out_of_date(tmp, env) == set()
+
+
+def seeds_run(tmp: Path, env: dict) -> None:
     run = sh(["dvc", "repro"], tmp, env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     ran = ran_stages(run.stdout)
@@ -235,3 +308,5 @@ def test_show_says_when_the_figures_are_stale(repo):
     finally:
         bad.unlink()
         sh(["dvc", "add", "-q", "userdata/updates"], tmp, env)
+        sh(["dvc", "repro", "validate"], tmp, env)
+    assert out_of_date(tmp, env) == set()
