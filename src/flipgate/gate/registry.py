@@ -275,7 +275,12 @@ def promote(
 
 def _baseline_mismatch(client, name: str, champion, baseline_folder: str | Path | None) -> str:
     """Why a pass must not move the champion (the gate compared against another model), or "".
-    A baseline that is a former champion means the champion moved since: another promotion won."""
+    A baseline that is a former champion means the champion moved since: another promotion won.
+
+    A promotion rule that stays here, outside the gate's Decision: it reads the champion under the
+    promote lock, after the gate has decided (the champion can move in between), and asks the registry
+    for the baseline's version only when the hashes differ; a pure half in gate/policy.py would split
+    the rule in two or add a registry call to every promotion."""
     if champion is None or baseline_folder is None:
         return ""
     baseline_hash = folder_hash(baseline_folder)
