@@ -289,7 +289,9 @@ def test_report_killed_mid_write_keeps_whole_reports_and_the_rerun_cleans_up(zyg
     assert (reports / "report.md").read_bytes() == v1_md  # the old report, whole
     plots = digest(reports / "plots")
     assert plots.keys() == v1_plots.keys() and plots != v1_plots  # the new plots, every one
-    assert all((reports / "plots" / Path(k).name).read_bytes()[:4] == b"\x89PNG" for k in plots)
+    pngs = [k for k in plots if k.endswith(".png")]
+    assert pngs and all((reports / "plots" / Path(k).name).read_bytes()[:4] == b"\x89PNG" for k in pngs)
+    assert all(not pd.read_csv(reports / "plots" / Path(k).name).empty for k in plots if k.endswith(".csv"))
 
     rerun = zygote.run(p, "report.py", "data/update")
     assert rerun.rc == 0, rerun.log
