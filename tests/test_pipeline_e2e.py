@@ -256,35 +256,19 @@ def test_gate_cli_against_the_registry_champion(repo):
     assert missing.returncode == 3 and "no such registered model version" in missing.stderr
 
 
-def test_adding_a_seed_runs_only_that_seed_and_the_report(repo):
-    """`seeds: [0, 1]`: seed 1 gets its own run folder; seed 0's stages, select, gate and promote stay
-    cached; the report aggregates mean +- std over both seeds."""
+def test_adding_a_seed_makes_only_that_seed_and_the_report_out_of_date(repo):
+    """`seeds: [0, 1]`: seed 1's stages (its own run folder) and the report are out of date; seed 0's stages,
+    select, gate and promote are not. (The report's mean +- std over seeds is checked with hand numbers in
+    tests/test_report.py; running seed 1 here would cost a second pipeline.)"""
     tmp, env = repo
     before = edit_params(tmp, lambda p: p.update(seeds=[0, 1]))
     try:
-        seeds_run(tmp, env)
+        stale = out_of_date(tmp, env)
     finally:
         restore_params(tmp, before)
-        sh(["dvc", "repro", "report"], tmp, env)
-    assert out_of_date(tmp, env) == set()
-
-
-def seeds_run(tmp: Path, env: dict) -> None:
-    run = sh(["dvc", "repro"], tmp, env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    ran = ran_stages(run.stdout)
     per_seed = {"train_old", "train_target", "train_new", "fisher", "soup", "bcwi", "gated_fusion", "ensembles", "evaluate"}
-    assert ran == {f"{s}@1" for s in per_seed} | {"report"}, ran
-    m0, m1 = (json.loads((tmp / "seeds" / s / "reports" / "metrics.json").read_text()) for s in ("0", "1"))
-    assert m1["seed"] == 1 and m1["regression"]["old"]["n"] == 80
-    seeds = json.loads((tmp / "reports" / "seeds.json").read_text())
-    assert len(seeds["runs"]) == 2
-    acc = [m["regression"]["new"]["accuracy"] for m in (m0, m1)]
-    assert seeds["regression"]["new"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
-    assert seeds["regression"]["new"]["accuracy"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / 2 ** 0.5)
-    assert "Across seeds (2 runs)" in (tmp / "reports" / "report.md").read_text()
-    show = sh([str(Path(sys.executable).parent / "flipgate"), "show"], tmp, env)
-    assert show.returncode == 0 and "mean ± std over 2 seeds" in show.stdout, show.stdout + show.stderr
+    assert stale == {f"{s}@1" for s in per_seed} | {"report"}, stale
+    assert out_of_date(tmp, env) == set()
 
 
 def test_show_says_when_the_figures_are_stale(repo):
