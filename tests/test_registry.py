@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 import torch
 import yaml
 from conftest import build_tiny_bert, toy_frame
+from mlflow_server import _wait_for  # the one /health poll of a test server
 from promote_race import race
 
 from flipgate import tracking
@@ -264,20 +264,6 @@ def _group_gone(pgid: int, timeout: float = 20) -> bool:
         time.sleep(0.2)
     os.killpg(pgid, signal.SIGKILL)
     return False
-
-
-def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {server.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout} s")
 
 
 # ---------------------------------------------------------------- concurrency: two real processes
