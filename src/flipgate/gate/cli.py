@@ -156,10 +156,7 @@ def gate_files(
     for path in (base_path, cand_path):
         check_file(path)
     if not allow_identical and same_file(base_path, cand_path):
-        raise FlipgateError(
-            f"{cand_path}: the candidate is the baseline's own file ({base_path}); "
-            "pass the candidate model's predictions"
-        )
+        _refuse_own_file(base_path, cand_path)
     base = read_arrow(base_path)
     cand = align(base, read_arrow(cand_path), str(base_path), str(cand_path))  # in the baseline's row order
     labels, base_pred, cand_pred = (t[c].to_numpy() for t, c in ((base, "label"), (base, "pred"), (cand, "pred")))
@@ -194,8 +191,7 @@ def gate_datasets(
     base_ref, cand_ref = (ref if is_dataset(ref) else str(resolve_predictions(ref))
                           for ref in (baseline_ref, candidate_ref))
     if not allow_identical and _same_source(base_ref, cand_ref):
-        raise FlipgateError(f"{cand_ref}: the candidate is the baseline's own file ({base_ref}); "
-                            "pass the candidate model's predictions")
+        _refuse_own_file(base_ref, cand_ref)
     base, cand = open_side(base_ref), open_side(cand_ref)
     counts = stream_counts(base, cand, policy.golden_ids, SAME_SET, bucket_rows=bucket_rows, spill_dir=spill_dir)
     if not allow_identical and counts.table.n and not counts.any_prediction_differs:
@@ -205,6 +201,11 @@ def gate_datasets(
                                 baseline=str(baseline_ref), candidate=str(candidate_ref))
     log.debug("gate decided in %.2f s on %d rows, streamed", time.perf_counter() - start, counts.table.n)
     return decision
+
+
+def _refuse_own_file(base, cand) -> None:
+    raise FlipgateError(f"{cand}: the candidate is the baseline's own file ({base}); "
+                        "pass the candidate model's predictions")
 
 
 def _same_source(a: str, b: str) -> bool:
