@@ -106,6 +106,7 @@ def train_classifier(
     device: torch.device,
     on_epoch_end: Callable[[int], dict] | None = None,
     head: torch.nn.Module | None = None,
+    extra_loss: Callable[[torch.Tensor, np.ndarray, torch.nn.Module], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Fine-tune `model` in place on (texts, labels). Same seed, data and device give the same weights.
 
@@ -114,6 +115,9 @@ def train_classifier(
     restored at the end, and training stops after `patience` epochs without improvement; with
     `cfg.from_fine_tuned` also `dev_examples`, and the rule tolerates dev's noise (module docstring). The
     learning rate decays linearly over `cfg.epochs` either way. `head` gets `cfg.head_lr`.
+    `extra_loss(logits, idx, model)` (a distillation term or a penalty towards old) is added to the
+    cross-entropy of each batch; `idx` are the batch's row numbers in `texts`. The reported epoch loss is
+    the cross-entropy alone.
     """
     if len(texts) == 0:
         raise ValueError("no training examples")
@@ -139,13 +143,14 @@ def train_classifier(
             batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
             with autocast(device):
                 logits = model(**batch).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
+            ce = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
+            loss = ce if extra_loss is None else ce + extra_loss(logits.float(), idx, model)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            loss_sum += loss.item() * len(idx)
+            loss_sum += ce.item() * len(idx)
             seen += len(idx)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}")
