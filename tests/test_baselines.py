@@ -1,0 +1,190 @@
+"""The seeds' baselines on hand-computed tensors: distillation (KD, focal, dynamic), prior weight decay, EWC,
+Mixout, and the k-seed new-model ensemble."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flipgate.mitigation.distill import distill_loss, distill_term, dynamic_mask, focal_mask, kl_per_example
+from flipgate.mitigation.regularise import MixoutWeight, l2_towards, mixout
+from flipgate.models.classifier import load_classifier
+from flipgate.models.device import set_seed
+from flipgate.models.train import TrainConfig, train_classifier
+
+from conftest import toy_frame
+
+CPU = torch.device("cpu")
+LN3, LN4 = math.log(3), math.log(4)
+
+
+def t(rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+# --- distillation -------------------------------------------------------------------------------------
+
+def test_kd_value_by_hand():
+    # old [0, 0] -> p_old = (1/2, 1/2); new [0, ln 3] -> p_new = (1/4, 3/4)
+    # KL = 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3)
+    new, old = t([[0.0, LN3]]), t([[0.0, 0.0]])
+    torch.testing.assert_close(kl_per_example(new, old, 1.0), t([0.5 * math.log(4 / 3)]))
+    # T = 2: p_new = (1, sqrt 3) / (1 + sqrt 3); T^2 KL = 4 * (1/2 ln((1 + r)/2) + 1/2 ln((1 + r)/(2 r)))
+    r = math.sqrt(3)
+    by_hand = 4 * (0.5 * math.log((1 + r) / 2) + 0.5 * math.log((1 + r) / (2 * r)))
+    torch.testing.assert_close(kl_per_example(new, old, 2.0), t([by_hand]))
+    # the loss: lambda * mean over the batch; a second row equal to old contributes 0 to the sum
+    loss = distill_loss("kd", t([[0.0, LN3], [0.0, 0.0]]), t([[0.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]),
+                        lam=3.0, temperature=1.0)
+    torch.testing.assert_close(loss, torch.tensor(3.0 * 0.5 * math.log(4 / 3) / 2))
+
+
+def test_focal_distillation_is_zero_where_old_is_wrong():
+    old = t([[2.0, 0.0], [2.0, 0.0]])  # old predicts class 0 on both
+    new = t([[0.0, LN3], [0.0, LN3]])
+    labels = torch.tensor([0, 1])  # old right on the first, wrong on the second
+    assert focal_mask(old, labels).tolist() == [1.0, 0.0]
+    kl = kl_per_example(new, old, 1.0)
+    torch.testing.assert_close(distill_loss("focal", new, old, labels, 1.0, 1.0), kl[0] / 2)
+    # old wrong everywhere: exactly zero, while plain KD is not
+    wrong = torch.tensor([1, 1])
+    assert distill_loss("focal", new, old, wrong, 1.0, 1.0).item() == 0.0
+    assert distill_loss("kd", new, old, wrong, 1.0, 1.0).item() > 0.1
+
+
+def test_dynamic_mask_changes_when_new_overtakes_old():
+    old, y = t([[0.0, LN3]]), torch.tensor([1])  # p_old(y) = 3/4
+    behind, ahead = t([[0.0, 0.0]]), t([[0.0, LN4]])  # p_new(y) = 1/2, then 4/5
+    assert dynamic_mask(behind, old, y).tolist() == [1.0]
+    assert dynamic_mask(ahead, old, y).tolist() == [0.0]
+    assert distill_loss("dynamic", ahead, old, y, 1.0, 1.0).item() == 0.0
+    torch.testing.assert_close(distill_loss("dynamic", behind, old, y, 1.0, 1.0), kl_per_example(behind, old)[0])
+    # the mask takes no gradient: only the KL does
+    new = behind.clone().requires_grad_()
+    distill_loss("dynamic", new, old, y, 1.0, 1.0).backward()
+    # d KL(p_old || softmax(z)) / dz = p_new - p_old = (1/2 - 1/4, 1/2 - 3/4)
+    torch.testing.assert_close(new.grad, t([[0.25, -0.25]]))
+
+
+def test_added_classes_get_no_old_mass():
+    # old knows 2 classes, new 3; old (1/2, 1/2), new (1/3, 1/3, 1/3): KL = ln(3/2)
+    new, old = t([[0.0, 0.0, 0.0]]), t([[0.0, 0.0]])
+    torch.testing.assert_close(kl_per_example(new, old), t([math.log(1.5)]))
+    y = torch.tensor([2])  # an added class: old is never right, never more confident
+    assert focal_mask(old, y).tolist() == [0.0] and dynamic_mask(new, old, y).tolist() == [0.0]
+
+
+def test_distill_term_looks_up_old_by_the_batch_indices():
+    old = np.array([[0.0, 0.0], [5.0, -5.0], [0.0, 0.0]], dtype=np.float32)
+    term = distill_term("kd", old, np.array([0, 0, 1]), lam=1.0, temperature=1.0)
+    new = t([[0.0, LN3], [0.0, LN3]])
+    torch.testing.assert_close(term(new, np.array([2, 0]), None), kl_per_example(new, t([[0.0, 0.0]] * 2)).mean())
+    with pytest.raises(ValueError, match="rows for"):
+        distill_term("kd", old, np.array([0, 1]), 1.0, 1.0)
+
+
+# --- penalties towards old --------------------------------------------------------------------------
+
+def test_l2_towards_old_by_hand():
+    lin = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(t([[1.0, 2.0]]))
+    anchor = {"weight": t([[0.0, 1.0]])}
+    wd = l2_towards(lin, anchor, strength=2.0)
+    loss = wd(t([[0.0]]), np.array([0]), lin)
+    torch.testing.assert_close(loss, torch.tensor(2.0))  # 0.5 * 2 * (1 + 1)
+    loss.backward()
+    torch.testing.assert_close(lin.weight.grad, t([[2.0, 2.0]]))  # s * (theta - theta_old)
+    ewc = l2_towards(lin, anchor, strength=2.0, weights={"weight": t([[3.0, 0.0]])})
+    torch.testing.assert_close(ewc(t([[0.0]]), np.array([0]), lin), torch.tensor(3.0))  # 0.5 * 2 * 3 * 1
+
+
+def test_l2_pulls_only_old_rows_of_a_grown_head():
+    lin = torch.nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(t([[1.0, 0.0], [0.0, 1.0], [9.0, 9.0]]))
+    loss = l2_towards(lin, {"weight": torch.zeros(2, 2)}, strength=1.0)(t([[0.0]]), np.array([0]), lin)
+    torch.testing.assert_close(loss, torch.tensor(1.0))  # 0.5 * (1 + 1); the added row is free
+    with pytest.raises(ValueError, match="another architecture"):
+        l2_towards(lin, {"other.weight": torch.zeros(2, 2)}, 1.0)
+
+
+def _train(tiny_bert, steps_model=None, extra=None, context=None):
+    """A few steps of the tiny BERT on 48 toy sentences from a fixed seed; returns its state dict."""
+    set_seed(0)
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    if steps_model is not None:
+        model.load_state_dict(steps_model)
+    df = toy_frame(48, 3)
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=16, seed=0, max_length=32)
+    extra_loss = extra(model) if extra else None
+    if context is not None:
+        with context(model):
+            train_classifier(model, tok, df["text"].tolist(), df["label"].to_numpy(), cfg, CPU, extra_loss=extra_loss)
+    else:
+        train_classifier(model, tok, df["text"].tolist(), df["label"].to_numpy(), cfg, CPU, extra_loss=extra_loss)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def start_and_plain(tiny_bert):
+    """An 'old' (the tiny BERT after a few steps), and plain training continued from it."""
+    old = _train(tiny_bert)
+    return old, _train(tiny_bert, old)
+
+
+def _assert_bitwise(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"differ: {different[:3]}"
+
+
+def test_prior_wd_at_strength_zero_is_plain_training(tiny_bert, start_and_plain):
+    old, plain = start_and_plain
+    _assert_bitwise(_train(tiny_bert, old, extra=lambda m: l2_towards(m, old, 0.0)), plain)
+    pulled = _train(tiny_bert, old, extra=lambda m: l2_towards(m, old, 10.0))
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    # a strong pull ends nearer old than plain training does
+    assert (pulled[key] - old[key]).norm() < 0.5 * (plain[key] - old[key]).norm()
+
+
+def test_ewc_with_zero_fisher_is_plain_training(tiny_bert, start_and_plain):
+    old, plain = start_and_plain
+    zero = {k: torch.zeros_like(v, dtype=torch.float32) for k, v in old.items()}
+    _assert_bitwise(_train(tiny_bert, old, extra=lambda m: l2_towards(m, old, 5.0, weights=zero)), plain)
+
+
+def test_mixout_at_p_zero_is_plain_training(tiny_bert, start_and_plain):
+    old, plain = start_and_plain
+    _assert_bitwise(_train(tiny_bert, old, context=lambda m: mixout(m, old, 0.0)), plain)
+    mixed = _train(tiny_bert, old, context=lambda m: mixout(m, old, 0.5))
+    assert mixed.keys() == plain.keys()  # plain weights and keys again after training
+    assert not torch.equal(mixed["classifier.weight"], plain["classifier.weight"])
+
+
+def test_mixout_weight_by_hand():
+    w, u = t([[1.0, 2.0], [3.0, 4.0]]), t([[0.5, 0.5], [0.5, 0.5]])
+    mix = MixoutWeight(u, 0.5)
+    torch.manual_seed(0)
+    out = mix(w)
+    # each entry is old's (u) or u + (w - u) / (1 - p) = 2w - u
+    assert all(o in (a, 2 * b - a) for o, a, b in zip(out.flatten().tolist(), u.flatten().tolist(), w.flatten().tolist()))
+    draws = torch.stack([mix(w) for _ in range(4000)]).mean(0)
+    torch.testing.assert_close(draws, w, atol=0.1, rtol=0)  # E[w'] = w
+    mix.eval()
+    assert torch.equal(mix(w), w)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        MixoutWeight(u, 1.0)
+
+
+def test_mixout_covers_every_linear_layer_and_restores_the_parameter(tiny_bert):
+    model, _ = load_classifier(str(tiny_bert), ["0", "1"])
+    old = {k: v.clone() for k, v in model.state_dict().items()}
+    before = model.classifier.weight
+    linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with mixout(model, old, 0.3) as n:
+        assert n == linear
+        model.eval()
+        assert torch.equal(model.classifier.weight, before)
+    assert model.classifier.weight is before and not hasattr(model.classifier, "parametrizations")
