@@ -12,12 +12,14 @@ from safetensors.torch import load_file
 
 from flipgate import stage
 from flipgate.data import update
+from flipgate.io import atomic_path
 from flipgate.mitigation.bcwi import normalise_fisher
 from flipgate.mitigation.bcwi_run import run_bcwi, save_selected, write_reports
 from flipgate.mitigation.select import rule_from
 from flipgate.models.device import get_device
 from flipgate.params import load_section
 from flipgate.predictions import read_predictions
+from flipgate.report.plots import bcwi_curve_png
 
 
 def main() -> None:
@@ -49,6 +51,8 @@ def main() -> None:
     result["new_dev_ci_halfwidth"] = half
     save_selected(result, labels, fisher, model_root / "bcwi", pred_root / "bcwi")
     write_reports(result, run.reports)
+    with atomic_path(run.reports / "bcwi_curve.png", folder=False) as tmp:
+        tmp.write_bytes(bcwi_curve_png(result["curves"], result["selected"]))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from flipgate import stage
+from flipgate.gate import render
 from flipgate.gate.cli import gate_files, golden_ids_path, read_golden_ids, write_markdown
 from flipgate.gate.policy import Policy
 from flipgate.io import read_json, write_json
@@ -37,8 +38,8 @@ def main() -> None:
     if meta:
         record["candidate"] = meta["candidate"]
     write_json(record, "reports/gate.json")
-    write_markdown(decision.to_markdown(), Path("reports/gate.md"))
-    stage.log.info("gate: %s\n%s", decision.verdict, decision.to_text())
+    write_markdown(render.markdown(decision), Path("reports/gate.md"))
+    stage.log.info("gate: %s\n%s", decision.verdict, render.text(decision))
 
 
 if __name__ == "__main__":

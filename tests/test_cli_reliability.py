@@ -20,8 +20,10 @@ import pytest
 
 from flipgate.cli import main
 from flipgate.errors import FlipgateError
-from flipgate.gate.policy import Policy, decide, md_code, md_text
+from flipgate.gate import render
+from flipgate.gate.policy import Policy, decide
 from flipgate.io import atomic_path, write_json
+from flipgate.markdown import md_code, md_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -283,12 +285,12 @@ def test_golden_ids_are_escaped_in_the_markdown(tmp_path):
     cand[:3] = 1  # all three golden ids flip
     decision = decide(labels, base, cand, Policy(golden_ids=ids[:3]), ids=ids, baseline="a`b.parquet",
                       candidate="<script>.parquet")
-    md = decision.to_markdown()
+    md = render.markdown(decision)
     assert "<img" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     assert "`<script>.parquet`" in md  # a path is a code span: nothing in it is markup or HTML
     assert "\\*\\*bold\\*\\* \\| cell" in md and "\\`tick\\`" in md
     assert "``a`b.parquet``" in md
-    assert "<img src=x onerror=alert(1)>" in decision.to_text()  # plain text and JSON keep the ids as they are
+    assert "<img src=x onerror=alert(1)>" in render.text(decision)  # plain text and JSON keep the ids as they are
     assert md_text("a\nb_c") == "a b\\_c" and md_code("x") == "`x`"
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 
 import numpy as np
 import pytest
 
-from flipgate.gate.policy import Policy, clopper_pearson_upper, decide, min_examples_for_bound
+from flipgate.gate import render
+from flipgate.gate.policy import Policy, decide
 from flipgate.metrics.flips import per_class_nfr
 
 # 10 examples. Baseline right on 0-7, wrong on 8-9. Candidate breaks 0 and 1 (2 negative flips),
@@ -49,44 +49,6 @@ def test_equal_accuracy_passes_default_min_gain():
     d = decide(LABELS, BASE, cand, Policy(nfr_budget=0.1))
     assert check(d, "accuracy_gain").observed == 0.0
     assert d.verdict == "pass"
-
-
-def upper_by_bisection(k: int, n: int, level: float) -> float:
-    """The one-sided exact upper bound by its definition: the p at which P(X <= k | n, p) = 1 - level,
-    the binomial CDF summed term by term and bisected (it falls as p grows)."""
-    def cdf(p: float) -> float:
-        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
-
-    low, high = 0.0, 1.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if cdf(mid) > 1 - level else (low, mid)
-    return low
-
-
-@pytest.mark.parametrize("k,n,level", [(0, 10, 0.95), (2, 10, 0.95), (3, 1000, 0.95), (17, 2000, 0.9), (5, 50, 0.99)])
-def test_clopper_pearson_matches_its_definition(k, n, level):
-    assert clopper_pearson_upper(k, n, level) == pytest.approx(upper_by_bisection(k, n, level), rel=1e-9)
-
-
-def test_clopper_pearson_table_value():
-    assert clopper_pearson_upper(2, 10, 0.95) == pytest.approx(0.506901, abs=1e-6)  # the tables' 0.5069
-
-
-def test_clopper_pearson_edges():
-    assert clopper_pearson_upper(0, 0, 0.95) == 1.0
-    assert clopper_pearson_upper(7, 7, 0.95) == 1.0
-    assert clopper_pearson_upper(0, 100, 0.95) == pytest.approx(1 - 0.05 ** (1 / 100))
-    with pytest.raises(ValueError):
-        clopper_pearson_upper(3, 2, 0.95)
-    with pytest.raises(ValueError):
-        clopper_pearson_upper(0, 2, 1.0)
-
-
-def test_min_examples_for_bound_is_the_rule_of_three():
-    assert min_examples_for_bound(0.01, 0.95) == 299
-    assert clopper_pearson_upper(0, 299, 0.95) <= 0.01 < clopper_pearson_upper(0, 298, 0.95)
-    assert min_examples_for_bound(0.0, 0.95) is None
 
 
 def perfect(n):
@@ -193,7 +155,7 @@ def test_decision_is_frozen_data():
 
 
 def test_markdown_summary():
-    md = decide(LABELS, BASE, CAND, Policy(), baseline="old.parquet", candidate="new.parquet").to_markdown()
+    md = render.markdown(decide(LABELS, BASE, CAND, Policy(), baseline="old.parquet", candidate="new.parquet"))
     assert md.startswith("### flipgate gate: ❌ REJECT")
     assert "`new.parquet` vs `old.parquet` on 10 regression examples: NFR 20.00% (2 negative flips)" in md
     assert "| nfr | 0.2000 | <= 0.0100 | fail |" in md
@@ -210,7 +172,7 @@ def test_an_unfit_baseline_makes_a_pass_inconclusive_and_is_named():
     check = next(c for c in judged.checks if c.name == "baseline_fit")
     assert check.verdict == "inconclusive" and check.detail == why
     assert judged.to_dict()["unfit"]["target"].startswith("target is not fit")
-    assert "not fit to judge" in judged.to_markdown() and "target is not fit" in judged.to_text()
+    assert "not fit to judge" in render.markdown(judged) and "target is not fit" in render.text(judged)
     # a candidate-side model that is unfit is named, but does not change the verdict
     assert passing.with_fit({"target": "target is not fit to judge"}).verdict == "pass"
     # a reject stays a reject

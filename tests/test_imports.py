@@ -117,3 +117,34 @@ def test_data_stages_import_no_torch_nor_model_code():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# The pure core: the flip arithmetic and intervals, the mitigation maths and the gate's decision (every rule
+# that decides a promotion). It decides and computes; tracking, pipelines, data checks and drawing are the edge.
+CORE = ("flipgate.metrics", "flipgate.metrics.flips", "flipgate.metrics.intervals", "flipgate.metrics.table",
+        "flipgate.mitigation.bcwi", "flipgate.mitigation.select", "flipgate.mitigation.ensemble",
+        "flipgate.gate.policy")
+EDGE = ("mlflow", "dvc", "great_expectations", "matplotlib")
+EDGE_MODULES = ("flipgate.tracking", "flipgate.stage", "flipgate.report", "flipgate.data.validate", "flipgate.gate.render")
+
+
+def test_the_core_imports_no_tracking_pipeline_data_checks_or_plotting():
+    code = textwrap.dedent(
+        f"""
+        import importlib, sys
+        for name in {CORE!r}:
+            importlib.import_module(name)
+        bad = sorted({{m.split(".")[0] for m in sys.modules}} & set({EDGE!r}))
+        bad += sorted(m for m in sys.modules if m.startswith({EDGE_MODULES!r}))
+        assert not bad, bad
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_core_check_sees_an_edge_import():
+    """The check above is only as good as its look at sys.modules: the report's plots do load matplotlib."""
+    code = "import sys, flipgate.report.plots; assert 'matplotlib' in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -1,9 +1,17 @@
 import math
 
+import numpy as np
 import pytest
 from scipy.stats import beta, norm
 
-from flipgate.metrics.intervals import clopper_pearson, mcnemar_exact, rate_interval, wilson
+from flipgate.metrics.intervals import (
+    clopper_pearson,
+    clopper_pearson_upper,
+    mcnemar_exact,
+    min_examples_for_bound,
+    rate_interval,
+    wilson,
+)
 
 
 def wilson_by_hand(k: int, n: int, level: float) -> tuple[float, float]:
@@ -65,6 +73,60 @@ def test_empty_set_knows_nothing():
 def test_bad_arguments_raise(k, n, level, method):
     with pytest.raises(ValueError):
         rate_interval(k, n, level, method)
+
+
+def upper_by_bisection(k: int, n: int, level: float) -> float:
+    """The one-sided exact upper bound by its definition: the p at which P(X <= k | n, p) = 1 - level,
+    the binomial CDF summed term by term and bisected (it falls as p grows)."""
+    def cdf(p: float) -> float:
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) > 1 - level else (low, mid)
+    return low
+
+
+@pytest.mark.parametrize("k,n,level", [(0, 10, 0.95), (2, 10, 0.95), (3, 1000, 0.95), (17, 2000, 0.9), (5, 50, 0.99)])
+def test_clopper_pearson_upper_matches_its_definition(k, n, level):
+    assert clopper_pearson_upper(k, n, level) == pytest.approx(upper_by_bisection(k, n, level), rel=1e-9)
+
+
+def test_clopper_pearson_upper_table_value():
+    assert clopper_pearson_upper(2, 10, 0.95) == pytest.approx(0.506901, abs=1e-6)  # the tables' 0.5069
+
+
+def test_clopper_pearson_upper_edges():
+    assert clopper_pearson_upper(0, 0, 0.95) == 1.0
+    assert clopper_pearson_upper(7, 7, 0.95) == 1.0
+    assert clopper_pearson_upper(0, 100, 0.95) == pytest.approx(1 - 0.05 ** (1 / 100))
+    with pytest.raises(ValueError):
+        clopper_pearson_upper(3, 2, 0.95)
+    with pytest.raises(ValueError):
+        clopper_pearson_upper(0, 2, 1.0)
+
+
+def test_min_examples_for_bound_is_the_rule_of_three():
+    assert min_examples_for_bound(0.01, 0.95) == 299
+    assert clopper_pearson_upper(0, 299, 0.95) <= 0.01 < clopper_pearson_upper(0, 298, 0.95)
+    assert min_examples_for_bound(0.0, 0.95) is None
+
+
+def test_clopper_pearson_upper_of_an_array_is_the_bound_of_each_count():
+    """The selection rule bounds a whole grid of (smoothed, so possibly fractional) counts at once."""
+    counts = np.array([0, 2, 2.5, 10, 10])
+    bounds = clopper_pearson_upper(counts, 10, 0.9)
+    assert bounds.tolist() == [clopper_pearson_upper(0, 10, 0.9), clopper_pearson_upper(2, 10, 0.9),
+                               pytest.approx(beta.ppf(0.9, 3.5, 7.5), rel=1e-12), 1.0, 1.0]
+    assert clopper_pearson_upper(np.zeros((2, 3)), 0, 0.9).tolist() == [[1.0] * 3] * 2
+    with pytest.raises(ValueError):
+        clopper_pearson_upper(np.array([0, 11]), 10, 0.9)
+
+
+def test_halfwidth_is_half_the_interval():
+    ci = wilson(3, 10)
+    assert ci.halfwidth == (ci.high - ci.low) / 2 == pytest.approx(0.24772, abs=1e-5)
 
 
 def test_mcnemar_hand_case():

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from flipgate.data.validate import render_markdown, validate_update
+from flipgate.gate import render
 from flipgate.gate.policy import Policy, decide
 from flipgate.io import write_parquet
 from flipgate.markdown import MENTION_BREAK, md_code, md_text, no_mentions
@@ -33,11 +34,11 @@ def test_golden_id_mentions_in_the_gate_markdown_notify_nobody():
     cand[:3] = 1  # every golden id flips: the detail lists them
     decision = decide(labels, base, cand, Policy(golden_ids=ids[:3]), ids=ids, baseline="@base.parquet",
                       candidate="cand.parquet")
-    md = decision.to_markdown()
+    md = render.markdown(decision)
     assert "@octocat" not in md and "@org/security-team" not in md
     assert f"@{ZWJ}octocat" in md and f"@{ZWJ}org/security-team" in md
     assert "`@base.parquet`" in md  # a path is a code span: no mention there
-    assert "'@octocat'" in decision.to_text()  # plain text and JSON keep the ids as they are
+    assert "'@octocat'" in render.text(decision)  # plain text and JSON keep the ids as they are
     assert "@octocat" in json.dumps(decision.to_dict())
 
 

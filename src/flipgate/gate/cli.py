@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from flipgate.errors import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REJECT, EXIT_STATUS_HELP, FlipgateError
+from flipgate.gate import render
 from flipgate.gate.policy import Decision, Policy, decide, decide_table
 from flipgate.gate.stream import BUCKET_ROWS, open_side, stream_counts
 from flipgate.gate.tables import resolve_predictions, same_file
@@ -127,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
         write_json(decision.to_dict(), out_json)
     if out_md:
-        write_markdown(decision.to_markdown(), out_md)
-    print(decision.to_text())
+        write_markdown(render.markdown(decision), out_md)
+    print(render.text(decision))
     return EXIT_CODES[decision.verdict]
 
 

@@ -22,19 +22,21 @@ Verdicts. A check is ``pass``, ``fail`` or ``inconclusive``. Inconclusive means 
   When the point estimate itself is above the budget, ``nfr`` fails and the upper-bound check fails too.
 The overall verdict is ``reject`` if any check fails, else ``inconclusive`` if any check is
 inconclusive, else ``pass``. So a clear failure on a small set still rejects.
+
+This module decides and renders nothing: the PR comment and the terminal summary are gate/render.py's,
+the interval maths metrics/intervals.py's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from flipgate.markdown import md_code, md_text
 from flipgate.metrics.flips import FlipCounts, flip_counts, negative_flip_mask
+from flipgate.metrics.intervals import clopper_pearson_upper, min_examples_for_bound
 from flipgate.metrics.table import FlipTable
 
 CheckVerdict = Literal["pass", "fail", "inconclusive"]
@@ -126,90 +128,6 @@ class Decision:
             "policy": self.policy.to_dict(),
             "unfit": dict(self.unfit),
         }
-
-    def to_markdown(self) -> str:
-        """A short summary table for a pull-request comment."""
-        c = self.counts
-        icon = {"pass": "✅", "reject": "❌", "inconclusive": "⚠️"}[self.verdict]
-        lines = [
-            f"### flipgate gate: {icon} {self.verdict.upper()}",
-            "",
-            f"{md_code(self.candidate)} vs {md_code(self.baseline)} on {c.n:,} regression examples: "
-            f"NFR {c.nfr:.2%} ({c.negative_flips:,} negative flips), PFR {c.pfr:.2%}, "
-            f"accuracy {c.accuracy:.2%} (baseline {c.old_accuracy:.2%}).",
-            "",
-            "| check | observed | threshold | verdict |",
-            "|---|---|---|---|",
-        ]
-        for ch in self.checks:
-            lines.append(
-                f"| {ch.name} | {_fmt(ch.observed)} | {ch.op} {_fmt(ch.threshold)} | {ch.verdict} |"
-            )
-        notes = [f"- **{ch.name}**: {md_text(ch.detail)}" for ch in self.checks
-                 if ch.detail and ch.verdict != "pass"]
-        notes += [f"- **not fit to judge**: {md_text(why)}" for model, why in self.unfit if model != "old" or
-                  not any(ch.name == "baseline_fit" for ch in self.checks)]
-        if notes:
-            lines += ["", *notes]
-        return "\n".join(lines) + "\n"
-
-    def to_text(self) -> str:
-        """The same summary as plain text, for a terminal."""
-        c = self.counts
-        lines = [
-            f"flipgate gate: {self.verdict.upper()}  ({self.candidate} vs {self.baseline}, n={c.n:,})",
-            f"  NFR {c.nfr:.4f} ({c.negative_flips:,} negative flips)  PFR {c.pfr:.4f}  "
-            f"accuracy {c.accuracy:.4f} vs {c.old_accuracy:.4f}",
-        ]
-        width = max(len(ch.name) for ch in self.checks)
-        for ch in self.checks:
-            line = f"  {ch.verdict:<12} {ch.name:<{width}}  {_fmt(ch.observed):>8} {ch.op} {_fmt(ch.threshold)}"
-            lines.append(line + (f"  ({ch.detail})" if ch.detail else ""))
-        lines += [f"  not fit to judge: {why}" for _, why in self.unfit]
-        return "\n".join(lines)
-
-
-def _fmt(x: float | int | None) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, (int, np.integer)):
-        return f"{int(x):,}"
-    return f"{x:.4f}"
-
-
-def clopper_pearson_upper(k: int, n: int, level: float) -> float:
-    """One-sided exact (Clopper-Pearson) upper confidence bound of a binomial proportion k/n.
-
-    The bound u solves P(Binom(n, u) <= k) = 1 - level, i.e. the `level` quantile of Beta(k+1, n-k).
-    Edge cases: k == n gives 1.0; n == 0 (no information) gives 1.0.
-    """
-    if n < 0 or not 0 <= k <= max(n, 0):
-        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
-    if k >= n:
-        return 1.0
-    from scipy.stats import beta  # imported here: it costs ~0.7 s and only this bound needs it
-
-    return float(beta.ppf(level, k + 1, n - k))
-
-
-def min_examples_for_bound(budget: float, level: float) -> int | None:
-    """Smallest n whose upper bound with zero flips, 1 - (1-level)**(1/n), is <= budget.
-
-    None when no n suffices (budget 0). For budget 0.01 at level 0.95 this is 299 ("rule of three").
-    """
-    if budget <= 0.0:
-        return None
-    if budget >= 1.0:
-        return 1
-    n = math.ceil(math.log(1.0 - level) / math.log1p(-budget))
-    # Guard the float rounding of the closed form with the exact bound.
-    while n > 1 and clopper_pearson_upper(0, n - 1, level) <= budget:
-        n -= 1
-    while clopper_pearson_upper(0, n, level) > budget:
-        n += 1
-    return n
 
 
 def decide(

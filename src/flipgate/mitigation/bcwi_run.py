@@ -1,4 +1,5 @@
-"""BCWI end to end: sweep every variant over the alpha grid, select on dev, report the curves."""
+"""BCWI end to end: sweep every variant over the alpha grid, select on dev, write the curves' tables (the
+curve's PNG is drawn by flipgate.report.plots)."""
 
 from __future__ import annotations
 
@@ -112,31 +113,3 @@ def write_reports(result: dict, reports: str | Path) -> None:
     summary = {k: result[k] for k in ("selected", "picks", "rule", "objective", "tolerance", "new_dev_accuracy", "timing")}
     summary["new_dev_ci_halfwidth"] = result.get("new_dev_ci_halfwidth")
     write_json(summary, reports / "bcwi.json")
-    plot_curve(result["curves"], result["selected"], reports / "bcwi_curve.png")
-
-
-def plot_curve(rows: list[dict], selected: dict, path: Path) -> None:
-    """Accuracy and NFR against alpha, one line per variant and split; the selected alpha marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from flipgate.io import atomic_path
-
-    df = pd.DataFrame(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for (variant, split), g in df.groupby(["variant", "split"]):
-        style = "-" if split == "regression" else "--"
-        for ax, metric in zip(axes, ("accuracy", "nfr")):
-            ax.plot(g["alpha"], 100 * g[metric], style, marker="o", ms=3, label=f"{variant} ({split})")
-    for ax, metric in zip(axes, ("accuracy %", "NFR %")):
-        ax.axvline(selected["alpha"], color="grey", lw=0.8, ls=":")
-        ax.set_xlabel("alpha (0 = new, 1 = old)")
-        ax.set_ylabel(metric)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"BCWI: selected {selected['variant']} alpha={selected['alpha']:.2f} on dev")
-    with atomic_path(path, folder=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

@@ -27,8 +27,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
-from scipy.stats import beta, binomtest
 
+from flipgate.metrics.intervals import clopper_pearson_upper, wilson
 from flipgate.predictions import align
 
 Objective = Literal["budget", "tolerance"]
@@ -37,10 +37,7 @@ Trend = Literal["down", "up"] | None  # how NFR moves along an ordered knob's ke
 
 def accuracy_halfwidth(correct: int, n: int, level: float = 0.95) -> float:
     """Half-width of the Wilson interval of an accuracy (the paper's "gray area"); 0.0 on an empty set."""
-    if n == 0:
-        return 0.0
-    ci = binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
-    return (ci.high - ci.low) / 2
+    return wilson(correct, n, level).halfwidth if n else 0.0
 
 
 def tolerance_and_halfwidth(tolerance: float | str, correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -133,8 +130,7 @@ def _upper(flips: np.ndarray, n: int, confidence: float) -> np.ndarray:
         return np.ones_like(flips, dtype=float)
     if confidence <= 0.5:
         return flips / n
-    k = np.clip(flips, 0, n)
-    return np.where(k >= n, 1.0, beta.ppf(confidence, k + 1, np.maximum(n - k, 1e-9)))
+    return clopper_pearson_upper(np.clip(flips, 0, n), n, confidence)
 
 
 def _pick(rule: Rule, correct: np.ndarray, flips: np.ndarray, old_c: np.ndarray, ref_c: np.ndarray, n: int,

@@ -1,11 +1,13 @@
-"""PNG plots for the report, as bytes. Figures are drawn on matplotlib's Agg canvas without pyplot, so
-there is no global figure state and no display is needed."""
+"""Every PNG flipgate draws, as bytes: the report's plots and the bcwi stage's curve. Figures are drawn on
+matplotlib's Agg canvas without pyplot, so there is no global figure state and no display is needed.
+Nothing else in flipgate imports matplotlib."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
@@ -14,10 +16,10 @@ _ANNOTATE_MAX = 12  # classes up to which each cell of the flip matrix shows its
 MAX_BARS = 30  # classes shown in the per-class NFR plot (the worst ones)
 
 
-def _png(fig: Figure) -> bytes:
+def _png(fig: Figure, dpi: int = 100) -> bytes:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
 
 
@@ -96,3 +98,23 @@ def epoch_curves_png(curves: dict[str, list[dict]], kept: dict[str, int]) -> byt
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _png(fig)
+
+
+def bcwi_curve_png(rows: list[dict], selected: dict) -> bytes:
+    """Accuracy and NFR against alpha, one line per variant and split (the bcwi stage's curve rows:
+    variant, split, alpha, accuracy, nfr); the selected alpha marked."""
+    df = pd.DataFrame(rows)
+    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    axes = fig.subplots(1, 2)
+    for (variant, split), g in df.groupby(["variant", "split"]):
+        style = "-" if split == "regression" else "--"
+        for ax, metric in zip(axes, ("accuracy", "nfr")):
+            ax.plot(g["alpha"], 100 * g[metric], style, marker="o", ms=3, label=f"{variant} ({split})")
+    for ax, metric in zip(axes, ("accuracy %", "NFR %")):
+        ax.axvline(selected["alpha"], color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("alpha (0 = new, 1 = old)")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"BCWI: selected {selected['variant']} alpha={selected['alpha']:.2f} on dev")
+    return _png(fig, dpi=110)
