@@ -14,7 +14,7 @@ from flipgate import stage
 from flipgate.data import update
 from flipgate.io import atomic_path
 from flipgate.mitigation.bcwi import normalise_fisher
-from flipgate.mitigation.bcwi_run import run_bcwi, save_selected, write_reports
+from flipgate.pipeline.bcwi import run_bcwi, save_selected, write_reports
 from flipgate.mitigation.select import rule_from
 from flipgate.models.device import get_device
 from flipgate.params import load_section
