@@ -31,7 +31,7 @@ from flipgate.mitigation.cache import time_exact_search
 from flipgate.mitigation.ensemble import KINDS, aligned_pair, dev_tolerance, ensemble, score
 from flipgate.mitigation.select import rule_from
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
-from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, fit, predict_splits, score_outputs
+from flipgate.pipeline.gated_fusion import DROPPED, LIVE, cache_name, fit, predict_splits, score_outputs
 from flipgate.models.device import get_device
 from flipgate.models.run import fine_tune
 from flipgate.models.train import TrainConfig

@@ -13,7 +13,7 @@ from flipgate import stage
 from flipgate.data import update
 from flipgate.io import read_json, write_json
 from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
-from flipgate.mitigation.gated_fusion_run import fit, predict_splits, score_outputs, train_summary, write_outputs
+from flipgate.pipeline.gated_fusion import fit, predict_splits, score_outputs, train_summary, write_outputs
 from flipgate.models.device import get_device
 from flipgate.models.train import TrainConfig
 from flipgate.params import load_section

@@ -11,7 +11,7 @@ from flipgate.mitigation.cache import (
     time_exact_search,
 )
 from flipgate.mitigation.gated_fusion import GateConfig, GatedFusion
-from flipgate.mitigation.gated_fusion_run import DROPPED, LIVE, cache_name, split_outputs
+from flipgate.pipeline.gated_fusion import DROPPED, LIVE, cache_name, split_outputs
 from flipgate.models.classifier import load_classifier
 from flipgate.models.device import set_seed
 from flipgate.text import normalise_text
