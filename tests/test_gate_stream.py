@@ -238,3 +238,32 @@ def test_bad_partitions_are_named(hand, tmp_path, capsys):
     assert f"{empty}: is a folder, not a predictions file; name the file" in capsys.readouterr().err
     assert main(["gate", "--baseline", hand[0], "--candidate", str(tmp_path / "nope" / "*.parquet")]) == 3
     assert "no parquet files found" in capsys.readouterr().err
+
+
+def test_threads_change_nothing_not_even_the_examples_in_messages(tmp_path):
+    """Batches cut and buckets joined on 1 or 4 threads: the same counts, golden outcome and refusals,
+    word for word (results are written and merged in the order one thread would)."""
+    rng = np.random.default_rng(7)
+    n = 3_000
+    ids = np.array([f"q{i}" for i in range(n)])
+    labels, base, cand = (rng.integers(0, 3, n) for _ in range(3))
+    order = rng.permutation(n)
+    b = write_parts(tmp_path / "b", [table_of(ids[p], labels[p], base[p]) for p in np.array_split(np.arange(n), 7)])
+    c = write_parts(tmp_path / "c", [table_of(ids[p], labels[p], cand[p]) for p in np.array_split(order, 5)])
+    golden = frozenset(ids[rng.choice(n, 40, replace=False)].tolist())
+    runs = [stream_counts(open_side(b), open_side(c), golden, bucket_rows=200, workers=w) for w in (1, 4)]
+    assert runs[0].table.counts() == runs[1].table.counts() == FlipTable.from_arrays(labels, base, cand).counts()
+    assert runs[0].table.per_class() == runs[1].table.per_class()
+    assert runs[0].golden == runs[1].golden and len(runs[0].golden.flipped) > 0
+    # refusals: 11 candidate ids missing, 3 labels differing elsewhere
+    keep = order[11:]
+    labels2 = labels.copy()
+    labels2[keep[:3]] = (labels2[keep[:3]] + 1) % 3
+    c2 = write_parts(tmp_path / "c2", [table_of(ids[p], labels2[p], cand[p]) for p in np.array_split(keep, 5)])
+    messages = []
+    for w in (1, 4):
+        with pytest.raises(FlipgateError) as err:
+            stream_counts(open_side(b), open_side(c2), bucket_rows=200, workers=w)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "11 baseline id(s) missing from the candidate" in messages[0]

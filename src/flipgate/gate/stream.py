@@ -3,8 +3,13 @@
 Both sides are hash-partitioned by id into buckets spilled to a temp folder (Arrow IPC files), then each
 bucket is joined in memory; equal ids land in the same bucket, so the join, the duplicate check and the
 per-class flip tables of all buckets add up to those of the whole set (`metrics.table.FlipTable`).
-Memory is bounded by a reader's batch while partitioning and by one bucket (`bucket_rows` per side)
-while joining; a set that fits in one bucket is joined in memory without spilling.
+Memory is bounded by a few readers' batches while partitioning and by `bucket_rows` rows per side while
+joining (split among the buckets joined at once); a set that fits in one bucket is joined in memory
+without spilling.
+
+The work runs on `workers` threads (default: the CPU count, at most 8): batches are hashed and cut into
+buckets, and buckets are joined, in parallel (numpy and Arrow release the GIL); results are written and
+merged in the order of a single thread, so the counts and every message are the same for any `workers`.
 
 Within a bucket, rows are matched by a 64-bit hash of the id and every match is confirmed by comparing
 the ids themselves, so the join is exact: a hash shared by two different ids (or an id held twice) is
@@ -17,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +170,9 @@ class Found:
             self.example, self.files = example, files
         self.count += count
 
+    def merge(self, other: Found) -> None:
+        self.add(other.count, other.example, other.files)
+
 
 @dataclass
 class Counts:
@@ -175,6 +186,14 @@ class Counts:
     only_base: Found = field(default_factory=Found)
     only_cand: Found = field(default_factory=Found)
     labels_differ: Found = field(default_factory=Found)
+
+    def merge(self, other: Counts) -> None:
+        """Add the counts of other buckets (examples: this one's first, as one pass over both would find)."""
+        self.table = self.table + other.table
+        self.golden = self.golden + other.golden
+        self.any_prediction_differs = self.any_prediction_differs or other.any_prediction_differs
+        for name in ("dup_base", "dup_cand", "only_base", "only_cand", "labels_differ"):
+            getattr(self, name).merge(getattr(other, name))
 
     def raise_problems(self, base: Side, cand: Side, hint: str) -> None:
         for found, side in ((self.dup_base, base), (self.dup_cand, cand)):
@@ -191,33 +210,48 @@ class Counts:
 
 # --- the join ---------------------------------------------------------------------------------------
 
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def stream_counts(base: Side, cand: Side, golden: frozenset[str] = frozenset(), hint: str = "",
-                  bucket_rows: int = BUCKET_ROWS, spill_dir: str | Path | None = None) -> Counts:
+                  bucket_rows: int = BUCKET_ROWS, spill_dir: str | Path | None = None,
+                  workers: int | None = None) -> Counts:
     """Join both sides by id and count; raises FlipgateError for what `align` refuses (see the module)."""
-    buckets = max(1, math.ceil(max(base.rows, cand.rows) / bucket_rows))
+    workers = workers or default_workers()
     golden_hashes = np.unique(id_hash(pa.array(sorted(golden), pa.large_string()))) if golden else None
     counts = Counts()
-    if buckets == 1:
+    if max(base.rows, cand.rows) <= bucket_rows:
         _join(_whole(base), _whole(cand), counts, golden, golden_hashes)
-    else:
-        folder = Path(tempfile.mkdtemp(prefix="flipgate-gate-spill-", dir=spill_dir))
-        try:
-            log.info("partitioning %s and %s rows into %d buckets under %s", f"{base.rows:,}", f"{cand.rows:,}",
-                     buckets, folder)
-            _spill(base, buckets, folder / "baseline")
-            _spill(cand, buckets, folder / "candidate")
-            for b in _progress(range(buckets), "joining buckets"):
-                _join(_read(folder / "baseline", b), _read(folder / "candidate", b), counts, golden, golden_hashes)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+        counts.raise_problems(base, cand, hint)
+        return counts
+    # `workers` buckets are joined at once: each holds a share of bucket_rows, so memory stays as bounded.
+    buckets = math.ceil(max(base.rows, cand.rows) / max(1, bucket_rows // workers))
+    folder = Path(tempfile.mkdtemp(prefix="flipgate-gate-spill-", dir=spill_dir))
+    try:
+        log.info("partitioning %s and %s rows into %d buckets under %s (%d threads)", f"{base.rows:,}",
+                 f"{cand.rows:,}", buckets, folder, workers)
+        with ThreadPoolExecutor(workers, thread_name_prefix="flipgate-gate") as pool:
+            _spill(base, buckets, folder / "baseline", pool, workers)
+            _spill(cand, buckets, folder / "candidate", pool, workers)
+
+            def join_bucket(b: int) -> Counts:
+                part = Counts()
+                _join(_read(folder / "baseline", b), _read(folder / "candidate", b), part, golden, golden_hashes)
+                return part
+
+            for part in _progress(pool.map(join_bucket, range(buckets)), "joining buckets", buckets):
+                counts.merge(part)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     counts.raise_problems(base, cand, hint)
     return counts
 
 
-def _progress(items, desc: str):
+def _progress(items, desc: str, total: int | None = None):
     from flipgate.progress import progress
 
-    return progress(iterable=items, desc=desc)
+    return progress(iterable=items, desc=desc, total=total)
 
 
 def _with_hash(file_index: int, table: pa.Table) -> pa.Table:
@@ -231,24 +265,41 @@ def _whole(side: Side) -> pa.Table:
     return pa.concat_tables(parts) if parts else _SPILL_SCHEMA.empty_table()
 
 
-def _spill(side: Side, buckets: int, folder: Path) -> None:
-    """Write each row to bucket (hash mod buckets): one Arrow IPC stream per bucket."""
+def _spill(side: Side, buckets: int, folder: Path, pool: ThreadPoolExecutor, workers: int) -> None:
+    """Write each row to bucket (hash mod buckets): one Arrow IPC stream per bucket. Batches are hashed
+    and cut on the pool (at most `workers` ahead of the writer) and written in the order they were read."""
     folder.mkdir()
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+
+    def write(pieces: list[tuple[int, pa.Table]]) -> None:
+        for b, piece in pieces:
+            if b not in writers:
+                writers[b] = pa.ipc.new_stream(str(folder / f"{b}.arrow"), _SPILL_SCHEMA)
+            writers[b].write_table(piece)
+
+    pending: deque = deque()
     try:
         for file_index, table in _progress(side.batches(), f"partitioning {side.name}"):
-            rows = _with_hash(file_index, table)
-            bucket = (rows["hash"].to_numpy() % np.uint64(buckets)).astype(_bucket_type(buckets))
-            rows = rows.take(pa.array(np.argsort(bucket, kind="stable")))  # a radix sort for <= 16 bits
-            sizes = np.bincount(bucket, minlength=buckets)
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-            for b in np.flatnonzero(sizes):
-                if b not in writers:
-                    writers[b] = pa.ipc.new_stream(str(folder / f"{b}.arrow"), _SPILL_SCHEMA)
-                writers[b].write_table(rows.slice(starts[b], sizes[b]))
+            pending.append(pool.submit(_cut, file_index, table, buckets))
+            if len(pending) > workers:
+                write(pending.popleft().result())
+        while pending:
+            write(pending.popleft().result())
     finally:
+        for future in pending:
+            future.cancel()
         for writer in writers.values():
             writer.close()
+
+
+def _cut(file_index: int, table: pa.Table, buckets: int) -> list[tuple[int, pa.Table]]:
+    """A batch's rows with their hashes, cut into (bucket, rows) pieces."""
+    rows = _with_hash(file_index, table)
+    bucket = (rows["hash"].to_numpy() % np.uint64(buckets)).astype(_bucket_type(buckets))
+    rows = rows.take(pa.array(np.argsort(bucket, kind="stable")))  # a radix sort for <= 16 bits
+    sizes = np.bincount(bucket, minlength=buckets)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    return [(int(b), rows.slice(starts[b], sizes[b])) for b in np.flatnonzero(sizes)]
 
 
 def _bucket_type(buckets: int) -> type:
