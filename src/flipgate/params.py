@@ -97,9 +97,7 @@ class Schedule(Section):
 
 
 class Train(Schedule):
-    # >1: stages/train.py re-runs itself under `accelerate launch` with this many processes (DDP on
-    # this machine's GPUs, gloo on CPU); batch_size stays the global batch, batch_size / processes each.
-    processes: int = Field(1, ge=1)
+    pass
 
 
 Objective = Literal["budget", "tolerance"]
