@@ -6,19 +6,17 @@ writes reports/report.md, reports/report.html (self-contained), reports/flips.pa
 with several seeds, reports/seeds.json (mean +- std per model).
 """
 
-import sys
 from pathlib import Path
 
 from flipgate import stage
-from flipgate.report.build import build_report
-from flipgate.report.cli import pipeline_sources
+from flipgate.report.cli import pipeline_report
 
 
-def main() -> None:
-    predictions, runs, context = pipeline_sources()
-    build_report(predictions, Path(sys.argv[1]), "reports", runs=runs, context=context)
+def main(run: stage.Run) -> None:
+    (data_dir,) = run.args
+    pipeline_report(Path(data_dir))
 
 
 if __name__ == "__main__":
     stage.run("report", main, sections=(), artifacts=("reports/report.html", "reports/report.md"),
-              tables=("reports/flips.parquet",))
+              tables=("reports/flips.parquet",), args=("DATA_DIR",))

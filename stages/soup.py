@@ -5,36 +5,16 @@ Reads the run's models/{old,new}; writes the averaged model to its models/soup, 
 when bcwi.variants has no `soup`. Members: new (the run's seed) and k - 1 more from seeds seed+1 ... seed+k-1.
 """
 
-import sys
+from pathlib import Path
 
 from flipgate import stage
-from flipgate.data import update
-from flipgate.io import atomic_path, write_json
-from flipgate.mitigation.soup import train_soup
-from flipgate.models.classifier import save_classifier
-from flipgate.models.device import get_device
-from flipgate.models.train import TrainConfig
-from flipgate.params import load_section
+from flipgate.pipeline.soup import run_stage
 
 
-def main() -> None:
-    data_dir = sys.argv[1]
-    run = stage.current()
-    old_dir, new_dir, out = run.models / "old", run.models / "new", run.models / "soup"
-    base, bcwi, hp = load_section("base"), load_section("bcwi"), load_section("train_new")
-    if "soup" not in bcwi.variants:
-        with atomic_path(out, folder=True) as tmp:
-            tmp.mkdir()
-            write_json({"soup": "off", "why": "bcwi.variants has no soup"}, tmp / "off.json")
-        return
-    labels, _ = update.load_labels(data_dir)
-    cfg = TrainConfig.from_schedule(hp, base.max_length, run.seed)  # new's schedule, for every member
-    model, tok = train_soup(old_dir, new_dir, labels, update.load_split(data_dir, "updated"),
-                            update.load_split(data_dir, "dev"), cfg, bcwi.soup_k, get_device(base.device),
-                            base.eval_batch_size)
-    seeds = [run.seed + i for i in range(bcwi.soup_k)]
-    save_classifier(model, tok, out, {"role": "soup", "k": bcwi.soup_k, "seeds": seeds})
+def main(run: stage.Run) -> None:
+    (data_dir,) = run.args
+    run_stage(run, Path(data_dir), run.section("base"), run.section("bcwi"), run.section("train_new"))
 
 
 if __name__ == "__main__":
-    stage.run("soup", main, sections=("base", "bcwi", "train_new"), metrics=(), artifacts=())
+    stage.run("soup", main, sections=("base", "bcwi", "train_new"), metrics=(), artifacts=(), args=("DATA_DIR",))

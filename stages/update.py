@@ -3,17 +3,15 @@
 Usage: python stages/update.py OUT_DIR
 """
 
-import sys
-
 from flipgate import stage
 from flipgate.data import sources, update
-from flipgate.params import load_section
 
 
-def main() -> None:
+def main(run: stage.Run) -> None:
+    (out,) = run.args
     # stage.run checked the whole params file first (params.check_all), as compose_update expects
-    result = sources.compose_update(load_section("data"), load_section("update"))
-    update.save(result, sys.argv[1])
+    result = sources.compose_update(run.section("data"), run.section("update"))
+    update.save(result, out)
     stage.log.info(
         "D_old %d, D_new %d, dev %d, regression %d, %d labels (%d old)",
         len(result.old), len(result.new), len(result.dev), len(result.regression), len(result.labels), result.num_old_labels,
@@ -21,4 +19,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    stage.run("update", main, sections=("data", "update"), metrics=(), artifacts=("data/update/labels.json",))
+    stage.run("update", main, sections=("data", "update"), metrics=(), artifacts=("data/update/labels.json",),
+              args=("OUT_DIR",))

@@ -25,7 +25,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from flipgate import stage as stage_module
 
 from conftest import toy_frame
 
@@ -423,7 +422,6 @@ def run_stage(args: tuple[str, ...], capsys, monkeypatch) -> tuple[int, str]:
     """Run stages/<script> in this process as DVC would start it; return (exit code, stdout + stderr)."""
     script = str(ROOT / "stages" / args[0])
     monkeypatch.setattr(sys, "argv", [script, *args[1:]])
-    monkeypatch.setattr(stage_module, "_current", None)  # the run folder is decided per stage run
     try:
         runpy.run_path(script, run_name="__main__")
         code = 0

@@ -148,3 +148,11 @@ def test_the_core_check_sees_an_edge_import():
     code = "import sys, flipgate.report.plots; assert 'matplotlib' in sys.modules"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_only_stage_scripts_import_the_pipeline_package():
+    """flipgate.pipeline is the edge (a stage's body): the library below it never reaches up into it."""
+    up = sorted(str(p.relative_to(ROOT)) for p in (SRC / "flipgate").rglob("*.py")
+                if "pipeline" not in p.relative_to(SRC / "flipgate").parts
+                and any(m.startswith("flipgate.pipeline") for m in imports(p)))
+    assert not up, f"library modules that import flipgate.pipeline: {up}"

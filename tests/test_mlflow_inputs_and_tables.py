@@ -133,7 +133,7 @@ def test_a_stage_script_logs_its_tables(store, project, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gate.py"])
     monkeypatch.setenv("FLIPGATE_PIPELINE_KEY", "stage-tables")
     (project / "params.yaml").write_text(yaml.safe_dump({"tracking": {"uri": store}}))
-    stage.run("gate", lambda: None, sections=("gate",), artifacts=("reports/gate.json",),  # the file, and
+    stage.run("gate", lambda run: None, sections=("gate",), artifacts=("reports/gate.json",),  # the file, and
               tables=("reports/gate.json", "reports/flips.parquet"))  # its table beside it, as stages/gate.py does
     client = tracking.connect(store)
     exp = client.get_experiment_by_name("flipgate")

@@ -7,11 +7,39 @@ gate then rejects it and the champion stays, instead of shipping the most accura
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flipgate.errors import FlipgateError
-from flipgate.mitigation.select import Options, Rule, choose
+from flipgate.io import atomic_path, write_json
+from flipgate.mitigation.select import Options, Rule, choose, rule_for
 from flipgate.predictions import read_predictions
+
+if TYPE_CHECKING:
+    from flipgate.params import Gate, Select
+
+log = logging.getLogger(__name__)
+
+
+def select_candidate(pred_root: Path, model_root: Path, out: Path, select: Select, gate: Gate,
+                     report: Path = Path("reports/select.json")) -> dict:
+    """The select stage: choose the candidate on dev (`select` params, the gate's budget), copy its
+    predictions to `out` ({dev,regression}.parquet) with candidate.json (the choice and its model folder
+    under `model_root`), and write the choice to `report`. Returns the choice."""
+    rule, _ = rule_for(select, gate, read_predictions(pred_root / select.reference / "dev.parquet"))
+    result = choose_candidate(pred_root, select.candidates, select.reference, rule)
+    name = result["candidate"]
+    with atomic_path(out, folder=True) as tmp:
+        tmp.mkdir()
+        for split in ("dev", "regression"):
+            shutil.copyfile(pred_root / name / f"{split}.parquet", tmp / f"{split}.parquet")
+        write_json({**result, "model_dir": str(model_root / name)}, tmp / "candidate.json")
+    write_json(result, report)
+    say = log.info if result["admissible"] else log.warning
+    say("candidate: %s, chosen in %.0f%% of dev resamples (%s)", name, 100 * result["stability"], result["reason"])
+    return result
 
 
 def choose_candidate(pred_root: Path, candidates: list[str], reference: str, rule: Rule) -> dict:

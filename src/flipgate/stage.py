@@ -1,6 +1,10 @@
 """What every stage script shares: logging set-up, one clear message on bad input, wall time, the
 stage's nested MLflow run (params, metrics, artifacts) and, for the per-seed stages, the seed's run folder.
 
+A stage script is `main(run)` plus `stage.run(name, main, ...)`: `run` is a `Run` (the run folder, the seed,
+the command line's positional arguments and the params file's sections, each checked once), handed in as
+an argument; nothing is kept in module state and sys.argv is left as it is.
+
 A per-seed stage is called with `--run seeds/<seed> --seed <seed>` (dvc.yaml's foreach over `seeds`);
 it reads and writes models/, predictions/ and reports/ under that folder. Without --seed a stage uses
 the project root and the first of `seeds`, so a stage script run by hand behaves as one run."""
@@ -13,9 +17,10 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from flipgate.errors import (
     EXIT_BAD_INPUT,
@@ -27,7 +32,10 @@ from flipgate.errors import (
 )
 from flipgate.io import read_json, write_json
 
-__all__ = ["FlipgateError", "Run", "current", "run", "log"]
+if TYPE_CHECKING:
+    from flipgate.params import Section
+
+__all__ = ["FlipgateError", "Run", "run", "log"]
 
 # Set before stage scripts import transformers or mlflow (they import this module first).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -41,10 +49,15 @@ log = logging.getLogger("flipgate.stage")
 
 @dataclass(frozen=True)
 class Run:
-    """One seed's run folder: <root>/models, <root>/predictions, <root>/reports."""
+    """One stage run: the seed's run folder (<root>/models, <root>/predictions, <root>/reports), its seed,
+    the command line's positional arguments (--run and --seed taken out) and every section of params.yaml,
+    validated once (`params.check_all`) before the stage's main runs."""
 
     root: Path
     seed: int
+    args: tuple[str, ...] = ()
+    params: Mapping[str, Section] = field(default_factory=dict, compare=False, repr=False)
+    per_seed: bool = False  # --seed was given: the stage is `<name>@<seed>` (a dvc.yaml foreach stage)
 
     @property
     def models(self) -> Path:
@@ -58,33 +71,41 @@ class Run:
     def reports(self) -> Path:
         return self.root / "reports"
 
-
-_current: Run | None = None
-
-
-def current() -> Run:
-    """The run this stage works in (set by run() from --run/--seed; defaults: "." and the first seed)."""
-    global _current
-    if _current is None:
-        from flipgate.params import load_seeds
-
-        _current = Run(Path("."), load_seeds()[0])
-    return _current
+    def section(self, name: str) -> Any:
+        """params.yaml's section `name` as its typed, frozen model (flipgate.params)."""
+        return self.params[name]
 
 
-def _take_run_options(argv: list[str]) -> tuple[list[str], Run | None]:
-    """Remove --run DIR and --seed N from argv; return (the rest, the run when --seed was given)."""
+def parse_run(argv: Sequence[str], params: Mapping[str, Section], args: Sequence[str] | None = None) -> Run:
+    """The Run of a command line (argv without the script): --run DIR and --seed N taken out, the rest the
+    positional arguments. `args` names them for the usage line (a trailing `...` takes any number more, a
+    name in brackets is optional); None takes them as given. Raises UsageError for a wrong command line."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     parser.add_argument("--run", type=Path)
     parser.add_argument("--seed", type=int)
     usage = "per-seed stages take --run seeds/<seed> --seed <seed>"
     try:
-        opts, rest = parser.parse_known_args(argv[1:])
+        opts, rest = parser.parse_known_args(list(argv))
     except argparse.ArgumentError as exc:
         raise UsageError(f"{exc} ({usage})") from None
     if opts.run is not None and opts.seed is None:
         raise UsageError(f"--run {opts.run} without --seed ({usage})")
-    return [argv[0], *rest], (None if opts.seed is None else Run(opts.run or Path("."), opts.seed))
+    if args is not None:
+        _check_args(rest, args)
+    if opts.seed is None:
+        from flipgate.params import load_seeds
+
+        return Run(Path("."), load_seeds()[0], tuple(rest), params)
+    return Run(opts.run or Path("."), opts.seed, tuple(rest), params, per_seed=True)
+
+
+def _check_args(given: Sequence[str], names: Sequence[str]) -> None:
+    required = [n for n in names if not n.startswith("[") and n != "..."]
+    most = None if "..." in names else len(names)
+    options = [a for a in given if a.startswith("--")]
+    if options or len(given) < len(required) or (most is not None and len(given) > most):
+        why = f"unknown option {options[0]}" if options else f"expected {' '.join(names) or 'no arguments'}"
+        raise UsageError(f"{why}, got {len(given)} argument(s)")
 
 
 def _configure() -> None:
@@ -95,21 +116,23 @@ def _configure() -> None:
 
 def run(
     name: str,
-    main: Callable[[], None],
+    main: Callable[[Run], None],
     sections: Sequence[str] = ("base",),
     metrics: Sequence[str] = (),
     artifacts: Sequence[str] = (),
     track: bool = True,
     tables: Sequence[str] = (),
+    args: Sequence[str] | None = None,
+    argv: Sequence[str] | None = None,
 ) -> None:
-    """Run a stage's main(), write its wall time to <run>/reports/timings/<name>.json, then log the
+    """Run a stage's main(run), write its wall time to <run>/reports/timings/<name>.json, then log the
     stage to MLflow: `sections` of params.yaml as params, the numeric leaves of the `metrics` JSON files
     as metrics, `artifacts` (files or folders) and `tables` (a flip ledger or a gate decision, shown as
-    MLflow tables: tracking.StageRun.log_table_file); all are paths inside the run folder. On
-    FlipgateError print one line and exit 3 (bad input; 64 for a wrong --run/--seed); on any other
+    MLflow tables: tracking.StageRun.log_table_file); all are paths inside the run folder. `args` names
+    the positional arguments (see parse_run); `argv` defaults to sys.argv[1:], which is only read.
+    On FlipgateError print one line and exit 3 (bad input; 64 for a wrong command line); on any other
     exception print one line, the traceback only with FLIPGATE_VERBOSE=1, and exit 70 (internal error).
     Outputs are written atomically, so nothing half-written stays behind."""
-    global _current
     _configure()
     start = time.perf_counter()
     try:
@@ -117,21 +140,17 @@ def run(
 
         # The whole params file, by every stage: whichever stage DVC runs first fails in seconds on any bad
         # key (and DVC expands a bad seed list, e.g. a repeated seed, silently).
-        check_all()
-        sys.argv, given = _take_run_options(sys.argv)
-        if given is not None:
-            _current = given
-        seeded = given is not None
-        here = current()
-        main()
+        params = check_all()
+        here = parse_run(sys.argv[1:] if argv is None else argv, params, args)
+        main(here)
         seconds = time.perf_counter() - start
         timing = here.reports / "timings" / f"{name}.json"
         write_json({"stage": name, "seed": here.seed, "wall_time_s": round(seconds, 2)}, timing)
-        log.info("%s done in %.1f s", f"{name}@{here.seed}" if seeded else name, seconds)
+        label = f"{name}@{here.seed}" if here.per_seed else name
+        log.info("%s done in %.1f s", label, seconds)
         if track:  # a stage that opens its own MLflow run (promote) passes track=False
-            _track(f"{name}@{here.seed}" if seeded else name, here.seed, sections,
-                   [*(str(here.root / m) for m in metrics), str(timing)], [str(here.root / a) for a in artifacts],
-                   [str(here.root / t) for t in tables])
+            _track(label, here, sections, [*(str(here.root / m) for m in metrics), str(timing)],
+                   [str(here.root / a) for a in artifacts], [str(here.root / t) for t in tables])
     except UsageError as exc:
         _exit(f"{name}: error: {exc}", EXIT_USAGE)
     except FlipgateError as exc:
@@ -147,16 +166,14 @@ def _exit(line: str, code: int) -> None:
     sys.exit(code)
 
 
-def _track(name: str, seed: int, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str],
+def _track(name: str, here: Run, sections: Sequence[str], metrics: Sequence[str], artifacts: Sequence[str],
            tables: Sequence[str] = ()) -> None:
-    from flipgate.params import load_section
-
-    trk = load_section("tracking")
+    trk = here.section("tracking")
     if not trk.enabled:
         return
     from flipgate import tracking  # mlflow is imported only here
 
-    params = {"seed": seed, **{s: load_section(s) for s in sections}}
+    params = {"seed": here.seed, **{s: here.section(s) for s in sections}}
     with tracking.stage_run(name, params, uri=trk.uri, experiment=trk.experiment) as mlrun:
         for path in metrics:
             if Path(path).exists():

@@ -22,7 +22,7 @@ is the share of resamples that pick the same option, ``distribution`` the share 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from scipy.optimize import isotonic_regression
 
 from flipgate.metrics.intervals import clopper_pearson_upper, wilson
 from flipgate.predictions import align
+
+if TYPE_CHECKING:  # only the attributes are read: the rule needs no params file
+    from flipgate.params import Choosing, Gate
 
 Objective = Literal["budget", "tolerance"]
 Trend = Literal["down", "up"] | None  # how NFR moves along an ordered knob's keys (None: unordered)
@@ -185,3 +188,12 @@ def rule_from(objective: Objective, nfr_budget: float, confidence: float, min_ga
     """A Rule from params values; returns it with the reference's dev CI half-width (for `tolerance: ci`)."""
     tol, half = tolerance_and_halfwidth(tolerance, ref_correct, n, ci_level)
     return Rule(objective, nfr_budget, confidence, min_gain, tol), half
+
+
+def rule_for(choosing: Choosing, gate: Gate, reference: pd.DataFrame) -> tuple[Rule, float]:
+    """The Rule a params section that chooses on dev (bcwi, ensembles, select) asks for, with the gate's
+    budget and min_gain; `reference` is the tolerance rule's reference model's dev predictions (label, pred).
+    Returns it with the reference's dev CI half-width, as rule_from does."""
+    correct = int((reference["pred"] == reference["label"]).sum())
+    return rule_from(choosing.objective, gate.nfr_budget, choosing.confidence, gate.min_gain, choosing.tolerance,
+                     choosing.ci_level, correct, len(reference))

@@ -1,23 +1,63 @@
-"""BCWI end to end: sweep every variant over the alpha grid, select on dev, write the curves' tables (the
-curve's PNG is drawn by flipgate.report.plots)."""
+"""Stage `bcwi`: sweep every variant (plain, Fisher, soup) over the alpha grid, select alpha on dev, save
+the pick as a model folder with its predictions, and write the curves (tables and PNG).
+
+`run_stage` is the stage's body; `run_bcwi` the sweep and selection alone (no file written).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
-from flipgate.io import write_json, write_parquet
+from flipgate.data import update
+from flipgate.errors import FlipgateError
+from flipgate.io import atomic_path, write_json, write_parquet
 from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
-from flipgate.mitigation.select import Options, Rule, choose
+from flipgate.mitigation.select import Options, Rule, choose, rule_for
 from flipgate.mitigation.sweep import correct_count, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
-from flipgate.predictions import align
+from flipgate.models.device import get_device
+from flipgate.predictions import align, read_predictions
+from flipgate.report.plots import bcwi_curve_png
+
+if TYPE_CHECKING:
+    from flipgate.params import Base, Bcwi, Gate
+    from flipgate.stage import Run
 
 log = logging.getLogger(__name__)
+
+SPLITS = ("dev", "regression")
+
+
+def run_stage(run: Run, data_dir: Path, base: Base, bcwi: Bcwi, gate: Gate) -> None:
+    """Reads the run's models/{old,new,fisher,soup} and predictions/{old,new}; writes its models/bcwi,
+    predictions/bcwi and reports/bcwi.json, bcwi_curve.{json,png}, bcwi_sweep_dev.parquet."""
+    model_root, fisher_dir = run.models, run.models / "fisher"
+    labels, _ = update.load_labels(data_dir)
+    splits = {s: update.load_split(data_dir, s) for s in SPLITS}
+    preds = {m: {s: read_predictions(run.predictions / m / f"{s}.parquet") for s in splits} for m in ("old", "new")}
+    new_dirs = {"plain": str(model_root / "new")}
+    if "soup" in bcwi.variants:
+        new_dirs["soup"] = str(model_root / "soup")
+    fisher = None
+    if "fisher" in bcwi.variants:
+        if not (fisher_dir / "fisher.safetensors").exists():
+            raise FlipgateError(f"{fisher_dir}: no fisher.safetensors; run `dvc repro` (stage fisher)")
+        from safetensors.torch import load_file
+
+        fisher = normalise_fisher(load_file(str(fisher_dir / "fisher.safetensors")))
+    if "plain" not in bcwi.variants:
+        raise FlipgateError("bcwi.variants: must include plain (the other variants are compared with it)")
+    rule, half = rule_for(bcwi, gate, preds["new"]["dev"])
+    result = run_bcwi(str(model_root / "old"), new_dirs, labels, splits, preds["old"], preds["new"], bcwi.alphas,
+                      fisher, rule, get_device(base.device), base.eval_batch_size, base.max_length)
+    result["new_dev_ci_halfwidth"] = half
+    save_selected(result, labels, fisher, model_root / "bcwi", run.predictions / "bcwi")
+    write_reports(result, run.reports)
 
 
 def head_keys(model: torch.nn.Module) -> frozenset[str]:
@@ -113,3 +153,5 @@ def write_reports(result: dict, reports: str | Path) -> None:
     summary = {k: result[k] for k in ("selected", "picks", "rule", "objective", "tolerance", "new_dev_accuracy", "timing")}
     summary["new_dev_ci_halfwidth"] = result.get("new_dev_ci_halfwidth")
     write_json(summary, reports / "bcwi.json")
+    with atomic_path(reports / "bcwi_curve.png", folder=False) as tmp:
+        tmp.write_bytes(bcwi_curve_png(result["curves"], result["selected"]))

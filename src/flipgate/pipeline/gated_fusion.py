@@ -1,5 +1,6 @@
-"""Gated Fusion end to end (the stage's and the benchmark's library half): build and train, then predict
-each split live, with old dropped and with the old-logit cache, and score every output against old and new.
+"""Stage `gated_fusion` (and the benchmark's library half): build and train Gated Fusion, then predict each
+split live, with old dropped and with the old-logit cache, and score every output against old and new.
+`run_stage` is the stage's body; the functions below it are its parts, which the benchmark reuses.
 
 Old's logits on dev and the regression set come from its predictions table (the project's currency and,
 for a champion in production, exactly the cache of logits it served); they equal a live run of old.
@@ -10,12 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
-from flipgate.io import write_parquet
+from flipgate.data import update
+from flipgate.io import read_json, write_json, write_parquet
 from flipgate.mitigation.cache import OldLogitCache, distance_stats, sample_cached
 from flipgate.mitigation.ensemble import score
 from flipgate.mitigation.gated_fusion import (
@@ -28,13 +31,49 @@ from flipgate.mitigation.gated_fusion import (
     train_gated_fusion,
 )
 from flipgate.models.classifier import is_fine_tuned, load_classifier
-from flipgate.models.device import set_seed
-from flipgate.predictions import align, logits_matrix, predictions_frame
+from flipgate.models.device import get_device, set_seed
+from flipgate.models.train import TrainConfig
+from flipgate.predictions import align, logits_matrix, predictions_frame, read_predictions
+
+if TYPE_CHECKING:
+    from flipgate.params import Base, GatedFusion as GatedFusionParams
+    from flipgate.stage import Run
 
 log = logging.getLogger(__name__)
 
 LIVE, DROPPED = "gated_fusion", "gated_fusion_dropped"
 RERUN = "rerun the stage that writes it"
+
+
+def run_stage(run: Run, data_dir: Path, base: Base, p: GatedFusionParams) -> None:
+    """Reads the run's models/old, predictions/{old,new} and reports/train/new.json (new's training time);
+    writes its models/gated_fusion, predictions/gated_fusion{,_dropped,_cache<percent>}/ and
+    reports/gated_fusion.json."""
+    model_root, pred_root, new_train_report = run.models, run.predictions, run.reports / "train" / "new.json"
+    labels, _ = update.load_labels(data_dir)
+    splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
+    old_tables = {s: read_predictions(pred_root / "old" / f"{s}.parquet") for s in splits}
+    new_tables = {s: read_predictions(pred_root / "new" / f"{s}.parquet") for s in splits}
+    init = {"old": str(model_root / "old"), "base": base.model}.get(p.init, p.init)
+    config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
+                        inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
+    schedule = FusionSchedule(
+        train=TrainConfig.from_schedule(p, base.max_length, run.seed),
+        lr2=p.lr2, drop_gate=p.drop_gate, gate_lr=p.gate_lr, gate_epochs=p.gate_epochs,
+        heldout_fraction=p.heldout_fraction, refit=p.refit,
+    )
+    gf, result = fit(str(model_root / "old"), init, labels, update.load_split(data_dir, "updated"), config,
+                     schedule, get_device(base.device), base.max_length, base.eval_batch_size, dev=splits["dev"])
+    gf.save(model_root / "gated_fusion", {"role": "gated_fusion", "init": p.init, "seed": run.seed, "labels": labels})
+    outputs = predict_splits(gf, splits, old_tables, p.cache_fractions, run.seed)
+    written = write_outputs(outputs, pred_root)
+    new_seconds = read_json(new_train_report).get("train_seconds") if new_train_report.exists() else None
+    if new_seconds is None:
+        log.warning("%s has no train_seconds: the training-time ratio is not reported", new_train_report)
+    write_json({"variant": p.variant, "gate_inputs": config.inputs, "outputs": written,
+                "train": train_summary(result, new_seconds), **score_outputs(outputs, old_tables, new_tables),
+                "nearest_neighbour": "exact (torch.cdist); see flipgate.mitigation.cache for where it stops scaling"},
+               run.reports / "gated_fusion.json")
 
 
 def cache_name(fraction: float) -> str:

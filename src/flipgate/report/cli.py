@@ -45,6 +45,14 @@ def pipeline_sources(reports: Path = Path("reports")) -> tuple[Path, list[Path],
     return first / "predictions", runs if len(runs) > 1 else [], [first / "reports", reports]
 
 
+def pipeline_report(data: Path, reports: Path = Path("reports")) -> dict[str, Path]:
+    """The report stage: the pipeline's report (pipeline_sources) built and written under `reports`."""
+    from flipgate.report.build import build_report
+
+    predictions, runs, context = pipeline_sources(reports)
+    return build_report(predictions, data, reports, runs=runs, context=context)
+
+
 def sources(args: argparse.Namespace) -> tuple[Path, Path, list[Path], list[Path]]:
     """(predictions, data, runs, context folders) from the flags; see the module docstring."""
     runs = list(args.runs)
