@@ -21,9 +21,8 @@ from flipgate.params import load_section
 TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}
 
 
-def main() -> None:
-    role, data_dir = sys.argv[1:3]
-    run = stage.current()
+def main(run: stage.Run) -> None:
+    role, data_dir = run.args
     model_dir, pred_dir, report = run.models / role, run.predictions / role, run.reports / "train" / f"{role}.json"
     base, hp = load_section("base"), load_section(f"train_{role}")
     labels, _ = update.load_labels(data_dir)
