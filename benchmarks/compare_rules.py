@@ -4,7 +4,7 @@ picks on dev, what that pick scores on the regression set, and whether the gate 
 Run: python benchmarks/compare_rules.py runs/massive [runs/embedded ...] [--budget 0.01 --min-gain 0]
 Each argument is a workspace of benchmarks/run_seeds.py (its seeds/<seed>/ folders are read: the BCWI
 sweep's dev predictions, old's, new's and Gated Fusion's predictions, bcwi_curve.json, metrics.json).
-Nothing is trained or predicted: the rules are the pipeline's own (flipgate.mitigation.select) applied
+Nothing is trained or predicted: the rules are the pipeline's own (flipgate.mitigation.selection_rule) applied
 to what the bcwi stage saw. Regression-set figures are only reported, never used to choose.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from flipgate.io import read_json
-from flipgate.mitigation.select import Options, Rule, choose, tolerance_and_halfwidth
+from flipgate.mitigation.selection_rule import Options, Rule, choose, tolerance_and_halfwidth
 from flipgate.predictions import read_predictions
 
 RULES = {

@@ -11,7 +11,7 @@ import yaml
 
 from flipgate.errors import FlipgateError
 from flipgate.io import read_json, write_parquet
-from flipgate.mitigation.select import Rule, rule_from
+from flipgate.mitigation.selection_rule import Rule, rule_from
 from flipgate.mitigation.ensemble import ensemble, logit_ensemble, pad_old_logits, prob_ensemble, softmax
 from flipgate.predictions import logits_matrix, predictions_frame, read_predictions
 

@@ -122,7 +122,7 @@ def test_data_stages_import_no_torch_nor_model_code():
 # The pure core: the flip arithmetic and intervals, the mitigation maths and the gate's decision (every rule
 # that decides a promotion). It decides and computes; tracking, pipelines, data checks and drawing are the edge.
 CORE = ("flipgate.metrics", "flipgate.metrics.flips", "flipgate.metrics.intervals", "flipgate.metrics.table",
-        "flipgate.mitigation.bcwi", "flipgate.mitigation.select", "flipgate.mitigation.ensemble",
+        "flipgate.mitigation.bcwi", "flipgate.mitigation.selection_rule", "flipgate.mitigation.ensemble",
         "flipgate.gate.policy")
 EDGE = ("mlflow", "dvc", "great_expectations", "matplotlib")
 EDGE_MODULES = ("flipgate.tracking", "flipgate.stage", "flipgate.report", "flipgate.data.validate", "flipgate.gate.render")

@@ -1,11 +1,11 @@
-"""The dev selection rule (flipgate.mitigation.select): hand-built per-example outcomes, known answers."""
+"""The dev selection rule (flipgate.mitigation.selection_rule): hand-built per-example outcomes, known answers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from flipgate.errors import FlipgateError
-from flipgate.mitigation.select import Options, Rule, choose
+from flipgate.mitigation.selection_rule import Options, Rule, choose
 
 
 def outcomes(n: int, old_right: int, spec: dict) -> Options:

@@ -104,7 +104,7 @@ Objective = Literal["budget", "tolerance"]
 
 
 class Choosing(Section):
-    """How a knob or a candidate is chosen on dev (see flipgate.mitigation.select):
+    """How a knob or a candidate is chosen on dev (see flipgate.mitigation.selection_rule):
     `budget`: the most accurate option whose dev NFR, with its one-sided upper bound at `confidence`,
     is within the gate's nfr_budget (and whose accuracy gain over old is >= the gate's min_gain);
     `tolerance`: the lowest dev NFR among options within `tolerance` accuracy points of the reference."""

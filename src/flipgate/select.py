@@ -1,4 +1,4 @@
-"""Pick the candidate to gate on dev, by the rule BCWI's alpha uses (flipgate.mitigation.select): by
+"""Pick the candidate to gate on dev, by the rule BCWI's alpha uses (flipgate.mitigation.selection_rule): by
 default the most accurate candidate whose dev NFR is within the gate's budget with dev's margin.
 
 With no admissible candidate the safest one (lowest dev NFR) is returned with `admissible: false`: the
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from flipgate.errors import FlipgateError
 from flipgate.io import atomic_path, write_json
-from flipgate.mitigation.select import Options, Rule, choose, rule_for
+from flipgate.mitigation.selection_rule import Options, Rule, choose, rule_for
 from flipgate.predictions import read_predictions
 
 if TYPE_CHECKING:

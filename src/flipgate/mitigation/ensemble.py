@@ -4,7 +4,7 @@ Two ensembles of the old and new models' outputs, weighted by alpha = the weight
 (note: BCWI's alpha is the weight on old; here alpha 1 is new alone, alpha 0 old alone):
 - probability ensemble: p = (1 - alpha) * softmax(old) + alpha * softmax(new); its table's `logits` are log p.
 - logit ensemble: l = (1 - alpha) * old + alpha * new.
-alpha is chosen on dev with the rule BCWI uses (`flipgate.mitigation.select`); the regression set is only
+alpha is chosen on dev with the rule BCWI uses (`flipgate.mitigation.selection_rule`); the regression set is only
 scored, never consulted.
 
 An update that adds classes gives old fewer logit columns than new: old's missing columns are filled with
@@ -21,7 +21,7 @@ import pandas as pd
 
 from flipgate.errors import FlipgateError
 from flipgate.metrics.flips import fix_and_new_fault, flip_counts
-from flipgate.mitigation.select import Options, Rule, choose, tolerance_and_halfwidth
+from flipgate.mitigation.selection_rule import Options, Rule, choose, tolerance_and_halfwidth
 from flipgate.predictions import align, logits_matrix, predictions_frame
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from flipgate.io import write_json, write_parquet
 from flipgate.mitigation.ensemble import KINDS, ensemble
-from flipgate.mitigation.select import rule_for
+from flipgate.mitigation.selection_rule import rule_for
 from flipgate.predictions import read_predictions
 
 if TYPE_CHECKING:
