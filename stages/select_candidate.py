@@ -8,7 +8,7 @@ reports/select.json. (The script is not stages/select.py: that name would shadow
 from pathlib import Path
 
 from flipgate import stage
-from flipgate.select import select_candidate
+from flipgate.candidate import select_candidate
 
 
 def main(run: stage.Run) -> None:
