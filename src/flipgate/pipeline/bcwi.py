@@ -18,7 +18,7 @@ from flipgate.errors import FlipgateError
 from flipgate.io import atomic_path, write_json, write_parquet
 from flipgate.mitigation.bcwi import interpolate_into, normalise_fisher
 from flipgate.mitigation.selection_rule import Options, Rule, choose, rule_for
-from flipgate.mitigation.sweep import correct_count, sweep
+from flipgate.mitigation.bcwi_sweep import correct_count, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
 from flipgate.models.device import get_device
 from flipgate.predictions import align, read_predictions
