@@ -209,7 +209,10 @@ def test_console_script_exit_codes(pair, tmp_path):
 
 def test_a_stage_crash_is_one_line_and_exits_70(tmp_path):
     (tmp_path / "params.yaml").write_text("tracking: {enabled: false}\n")
-    cmd = [sys.executable, str(ROOT / "stages" / "gate.py")]  # no arguments: a crash inside main()
+    script = tmp_path / "crash.py"  # a stage whose main() crashes, run as dvc runs a stage script
+    script.write_text("from flipgate import stage\n\ndef main(run):\n    raise ValueError('boom')\n\n"
+                      "stage.run('gate', main)\n")
+    cmd = [sys.executable, str(script)]
     quiet = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 70, quiet.stderr
     assert "Traceback" not in quiet.stderr
@@ -217,6 +220,11 @@ def test_a_stage_crash_is_one_line_and_exits_70(tmp_path):
     loud = subprocess.run(cmd, cwd=tmp_path, env={**ENV, "FLIPGATE_VERBOSE": "1"}, capture_output=True, text=True,
                           timeout=120)
     assert loud.returncode == 70 and "Traceback (most recent call last)" in loud.stderr
+    # a stage script without its arguments is a usage error, named, not a crash
+    bare = subprocess.run([sys.executable, str(ROOT / "stages" / "gate.py")], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 64 and bare.stderr == (
+        "gate: error: expected BASELINE_PREDICTIONS CANDIDATE_PREDICTIONS [TRAIN_REPORTS_DIR], got 0 argument(s)\n")
 
 
 @pytest.mark.parametrize("make", ["bad_utf8", "list_ids", "uint64_label"])
