@@ -13,7 +13,9 @@ from flipgate.errors import FlipgateError
 from flipgate.io import write_parquet
 from flipgate.predictions import predictions_frame
 from flipgate.report.aggregate import aggregate, load_runs, mean_std, wall_time
-from flipgate.report.build import build_report, discover_models, flip_matrix
+from flipgate.report.build import build_report
+from flipgate.report.figures import flip_matrix
+from flipgate.report.inputs import discover_models
 from flipgate.report.ledger import flip_ledger, read_regression, softmax_confidence
 
 NAMES = ["negative", "neutral", "positive"]

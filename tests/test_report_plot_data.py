@@ -11,7 +11,8 @@ import pytest
 from test_report import project  # noqa: F401  (the fixture)
 
 from flipgate.errors import FlipgateError
-from flipgate.report.build import bcwi_curve_frame, build_report
+from flipgate.report.build import build_report
+from flipgate.report.figures import bcwi_curve_frame
 
 
 def _csv(project, name: str) -> pd.DataFrame:  # noqa: F811  (project: the path)

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if times:
         print("\nwall time per stage (s): " + ", ".join(f"{k} {v:.0f}" for k, v in times.items()))
     if args.metrics is None and args.split == "regression" and args.seeds.is_file():
-        from flipgate.report.build import seeds_table
+        from flipgate.report.layout import seeds_table
         from flipgate.report.document import markdown_table
 
         agg = read_json(args.seeds)
