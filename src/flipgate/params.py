@@ -97,7 +97,9 @@ class Schedule(Section):
 
 
 class Train(Schedule):
-    pass
+    # >1: stages/train.py re-runs itself under `accelerate launch` with this many processes (DDP on
+    # this machine's GPUs, gloo on CPU); batch_size stays the global batch, batch_size / processes each.
+    processes: int = Field(1, ge=1)
 
 
 Objective = Literal["budget", "tolerance"]

@@ -43,7 +43,7 @@ from flipgate.io import atomic_path
 from flipgate.mitigation.ensemble import pad_old_logits
 from flipgate.models.batching import Encoded, length_grouped_batches
 from flipgate.models.classifier import load_classifier, save_classifier
-from flipgate.models.device import autocast, get_device, set_seed
+from flipgate.models.device import autocast, ddp, distributed, get_device, set_seed, shard
 from flipgate.models.predict import predict_logits
 from flipgate.models.train import TrainConfig, adamw, train_classifier
 
@@ -361,8 +361,13 @@ def _train_paper(gf, texts, labels, old_logits, schedule: FusionSchedule, result
 def joint_epoch(gf: GatedFusion, texts: list[str], labels: np.ndarray, old_logits: np.ndarray,
                 schedule: FusionSchedule) -> float:
     """One epoch of new and the gate on the fused logits at lr2 (constant); with probability drop_gate a
-    step trains new alone on its own logits. Returns the mean loss."""
+    step trains new alone on its own logits. Returns the mean loss. Under a multi-process launch each
+    process trains its share of every batch through DDP (as train_classifier); the drop draws, from the
+    same seed, are the same in every process."""
     cfg, device = schedule.train, gf.device
+    dist = distributed()
+    world, rank = (dist.num_processes, dist.process_index) if dist is not None else (1, 0)
+    new_net, gate_net = (ddp(gf.new), ddp(gf.gate)) if dist is not None else (gf.new, gf.gate)
     enc = Encoded(gf.new_tokenizer, texts, cfg.max_length)
     y = torch.as_tensor(np.array(labels), device=device)
     old = torch.as_tensor(old_logits, device=device)
@@ -374,22 +379,35 @@ def joint_epoch(gf: GatedFusion, texts: list[str], labels: np.ndarray, old_logit
     gf.gate.train()
     loss_sum = 0.0
     for idx in length_grouped_batches(enc.lengths, cfg.batch_size, rng):
+        weight = 1.0
+        if dist is not None:
+            idx, weight = shard(idx, rank, world)
         batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
         rows = torch.as_tensor(idx, device=device)
         with autocast(device):
-            out = gf.new(**batch, output_hidden_states=True)
+            out = new_net(**batch, output_hidden_states=True)
         new_logits = out.logits.float()
         if rng.random() < schedule.drop_gate:
             loss = nn.functional.cross_entropy(new_logits, y[rows])
-        else:
+        elif dist is None:
             fused, _ = gf.fused(out.hidden_states[-1][:, 0].float(), old[rows], new_logits)
             loss = nn.functional.cross_entropy(fused, y[rows])
-        loss.backward()
+        else:  # gf.fused with the gate's DDP wrapper
+            emb = out.hidden_states[-1][:, 0].float()
+            alpha = gate_net(gf.gate_input(emb, old[rows], new_logits))
+            loss = nn.functional.cross_entropy(fuse(old[rows], new_logits, alpha, gf.config.temperature), y[rows])
+        if dist is None:
+            loss.backward()
+        else:
+            dist.backward(loss * weight)
+            idx = idx if weight else idx[:0]
         nn.utils.clip_grad_norm_(gf.new.parameters(), cfg.grad_clip)
         nn.utils.clip_grad_norm_(gf.gate.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         loss_sum += loss.item() * len(idx)
+    if dist is not None:
+        loss_sum = dist.reduce(torch.tensor([loss_sum], dtype=torch.float64, device=device)).item()
     log.info("joint epoch: loss %.4f", loss_sum / len(texts))
     return loss_sum / len(texts)
 
@@ -418,7 +436,9 @@ def _train_heldout(gf, texts, labels, old_logits, schedule: FusionSchedule, resu
 def fit_gate(gf: GatedFusion, embeddings: np.ndarray, old_logits: np.ndarray, new_logits: np.ndarray,
              labels: np.ndarray, lr: float, epochs: int, batch_size: int, weight_decay: float, seed: int) -> list[float]:
     """Fit only the gate on fixed outputs of both models (new frozen): cross-entropy of the fused logits.
-    Returns the loss per epoch; an empty split leaves the gate as it is."""
+    Returns the loss per epoch; an empty split leaves the gate as it is. Under a multi-process launch every
+    process fits it on the same (gathered) outputs, and all then take process 0's gate: their dropout
+    draws may differ, their gates must not."""
     if len(labels) == 0:
         return []
     dev = gf.device
@@ -441,5 +461,8 @@ def fit_gate(gf: GatedFusion, embeddings: np.ndarray, old_logits: np.ndarray, ne
             total += loss.item() * len(rows)
         losses.append(total / len(y))
     gf.gate.eval()
+    if distributed() is not None:
+        for t in gf.gate.state_dict().values():
+            torch.distributed.broadcast(t, src=0)
     log.info("gate fitted on %d held-out examples: loss %.4f -> %.4f", len(y), losses[0], losses[-1])
     return losses

@@ -1,4 +1,7 @@
-"""Fine-tune one model role end to end: load, train, save, predict dev and the regression set."""
+"""Fine-tune one model role end to end: load, train, save, predict dev and the regression set.
+
+Under a multi-process launch (models/device.py) every process trains and predicts (predictions are
+gathered, so each has every row once), and only the main process saves the model and writes the tables."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from flipgate.io import write_parquet
 from flipgate.models.classifier import classification_head, is_fine_tuned, load_classifier, save_classifier
-from flipgate.models.device import set_seed
+from flipgate.models.device import distributed, is_main_process, set_seed
 from flipgate.models.fit import fit_checks, unfit_line
 from flipgate.models.predict import predict_logits
 from flipgate.models.train import TrainConfig, TrainResult, train_classifier
@@ -33,12 +36,14 @@ def write_predictions(
     batch_size: int,
     max_length: int,
 ) -> dict[str, pd.DataFrame]:
-    """Predict each split and write predictions/<model>/<split>.parquet; return the tables."""
+    """Predict each split and write predictions/<model>/<split>.parquet (the main process only under a
+    launch; every process predicts); return the tables."""
     tables = {}
     for name, df in splits.items():
         logits = predict_logits(model, tokenizer, df["text"].tolist(), device, batch_size, max_length)
         tables[name] = predictions_frame(df["id"], df["label"], logits)
-        write_parquet(tables[name], Path(out_dir) / f"{name}.parquet")
+        if is_main_process():
+            write_parquet(tables[name], Path(out_dir) / f"{name}.parquet")
     return tables
 
 
@@ -112,7 +117,8 @@ def fine_tune(
         model, tokenizer, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device, hook,
         head=classification_head(model) if fresh else None,
     )
-    save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels})
+    if is_main_process():
+        save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels})
     tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, cfg.max_length)
     summary = {
         "init": init,
@@ -122,8 +128,13 @@ def fine_tune(
         "train_seconds": round(result.seconds, 2),
         "train_examples_per_s": round(result.examples_per_s, 1),
     }
+    if result.processes > 1:
+        summary["distributed"] = {"processes": result.processes, "global_batch_size": cfg.batch_size,
+                                  "per_process_batch_size": result.per_process_batch_size}
     for name, t in tables.items():
         summary[f"{name}_accuracy"] = float(np.mean(t["pred"].to_numpy() == t["label"].to_numpy()))
     summary["fit"] = check_fit(meta.get("role", "model"), result, train_df["label"].to_numpy(), eval_splits["dev"],
                                tables["dev"]["pred"].to_numpy(), len(labels))
+    if (dist := distributed()) is not None:
+        dist.wait_for_everyone()  # the model and the tables are on disk before any process goes on
     return summary

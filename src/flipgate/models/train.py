@@ -7,7 +7,12 @@ is old barely moved, and what further epochs gain (on MASSIVE, 2 points on the r
 within dev's noise, so "no new best for `patience` epochs" would stop it at once. For such a start
 (`from_fine_tuned`) an epoch counts as holding while its dev accuracy is within one standard error of the
 best so far; training stops after `patience` epochs that fall below that, and the latest holding epoch
-is kept (the latest is the most annealed)."""
+is kept (the latest is the most annealed).
+
+Under `accelerate launch` with N processes (models/device.py) the loop is the same: every process draws
+the same global batches (same seed), trains its 1/N share of each (`batch_size` stays the global batch),
+DDP averages the gradients, and each epoch's loss and the dev figures are the global ones, so every
+process takes the same schedule decisions (the kept epoch, the stop)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from flipgate.models.batching import Encoded, length_grouped_batches
-from flipgate.models.device import autocast
+from flipgate.models.device import autocast, ddp, distributed, shard
 from flipgate.params import AUTO, Schedule
 from flipgate.progress import progress
 
@@ -67,6 +72,8 @@ class TrainResult:
     epoch_eval: list[dict] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch whose weights were kept (adaptive schedule), else None
     stopped_early: bool = False
+    processes: int = 1  # under accelerate launch: the processes that shared each global batch
+    per_process_batch_size: int | None = None  # the most rows one process trained per step (batch_size / processes)
 
     @property
     def examples_per_s(self) -> float:
@@ -117,7 +124,9 @@ def train_classifier(
     learning rate decays linearly over `cfg.epochs` either way. `head` gets `cfg.head_lr`.
     `extra_loss(logits, idx, model)` (a distillation term or a penalty towards old) is added to the
     cross-entropy of each batch; `idx` are the batch's row numbers in `texts`. The reported epoch loss is
-    the cross-entropy alone.
+    the cross-entropy alone. Under a multi-process launch, `device` is the process's own, `idx` the
+    process's rows of the batch, and `on_epoch_end` must return the same figures in every process
+    (predict_logits gathers, so a dev accuracy from it does).
     """
     if len(texts) == 0:
         raise ValueError("no training examples")
@@ -132,6 +141,10 @@ def train_classifier(
     opt = adamw(model, cfg.lr, cfg.weight_decay, head, cfg.head_lr)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
     result = TrainResult()
+    dist = distributed()
+    world, rank = (dist.num_processes, dist.process_index) if dist is not None else (1, 0)
+    net = ddp(model) if dist is not None else model  # forward and backward through DDP; `model` is the same weights
+    result.processes, result.per_process_batch_size = world, -(-cfg.batch_size // world)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (dev accuracy, epoch, weights on CPU)
     top = 0.0  # from_fine_tuned: the best dev accuracy so far (best[0] is then the kept epoch's)
     start = time.perf_counter()
@@ -140,12 +153,22 @@ def train_classifier(
         model.train()
         loss_sum, seen = 0.0, 0
         for idx in length_grouped_batches(enc.lengths, cfg.batch_size, rng):
-            batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
-            with autocast(device):
-                logits = model(**batch).logits
-            ce = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
-            loss = ce if extra_loss is None else ce + extra_loss(logits.float(), idx, model)
-            loss.backward()
+            if dist is None:
+                batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
+                with autocast(device):
+                    logits = model(**batch).logits
+                ce = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
+                loss = ce if extra_loss is None else ce + extra_loss(logits.float(), idx, model)
+                loss.backward()
+            else:  # this process's share of the global batch; DDP averages the weighted gradients
+                idx, weight = shard(idx, rank, world)
+                batch = {k: v.to(device) for k, v in enc.batch(idx).items()}
+                with autocast(device):
+                    logits = net(**batch).logits
+                ce = torch.nn.functional.cross_entropy(logits.float(), y[idx].to(device))
+                loss = ce if extra_loss is None else ce + extra_loss(logits.float(), idx, model)
+                dist.backward(loss * weight)  # a per-row mean or a penalty on the weights: exact either way
+                idx = idx if weight else idx[:0]  # the rows this process counts in the epoch's loss
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
@@ -153,7 +176,10 @@ def train_classifier(
             loss_sum += ce.item() * len(idx)
             seen += len(idx)
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.4f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / max(seen, 1):.4f}")
+        if dist is not None:  # the global mean loss over the epoch's examples, the same in every process
+            loss_sum, seen = dist.reduce(torch.tensor([loss_sum, seen], dtype=torch.float64, device=device)).tolist()
+            seen = int(seen)
         result.epoch_loss.append(loss_sum / seen)
         result.examples += seen
         log.info("epoch %d/%d: train loss %.4f", epoch + 1, cfg.epochs, loss_sum / seen)
