@@ -25,7 +25,8 @@ from flipgate.gate import render
 from flipgate.gate.policy import Decision, Policy, decide, decide_table
 from flipgate.gate.stream import BUCKET_ROWS, open_side, stream_counts
 from flipgate.gate.tables import resolve_predictions, same_file
-from flipgate.predictions import SAME_SET, align, check_file, is_dataset, read_arrow
+from flipgate.prediction_datasets import is_dataset
+from flipgate.predictions import SAME_SET, align, check_file, read_arrow
 
 log = logging.getLogger(__name__)
 

@@ -38,19 +38,8 @@ import pyarrow.compute as pc
 from flipgate.errors import FlipgateError
 from flipgate.gate.policy import GoldenOutcome
 from flipgate.metrics.table import FlipTable
-from flipgate.predictions import (
-    BATCH_ROWS,
-    Dataset,
-    check_file,
-    dataset_batches,
-    dataset_rows,
-    duplicate_message,
-    is_dataset,
-    label_message,
-    mismatch_message,
-    open_dataset,
-    read_arrow,
-)
+from flipgate.prediction_datasets import BATCH_ROWS, Dataset, dataset_batches, dataset_rows, is_dataset, open_dataset
+from flipgate.predictions import check_file, duplicate_message, label_message, mismatch_message, read_arrow
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,6 @@ from flipgate.report.ledger import flip_ledger, read_regression
 log = logging.getLogger(__name__)
 
 BASELINE, REFERENCE = "old", "new"
-
-
 MODEL_ORDER = ("old", "target", "new", "bcwi", "gated_fusion", "ensemble_prob", "ensemble_logit")
 
 

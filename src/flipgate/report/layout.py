@@ -16,8 +16,6 @@ from flipgate.report.figures import class_nfr, focus_models
 from flipgate.report.inputs import BASELINE, Inputs, read_optional, train_reports
 
 TEXT_CHARS = 200  # a flipped example's text is cut here in the tables (the ledger keeps it whole)
-
-
 WORST_CLASSES = 10
 
 
