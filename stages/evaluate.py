@@ -1,7 +1,8 @@
 """Stage `evaluate`: metrics of every model against old -> the run's reports/metrics.json (DVC metrics).
 
 Usage: python stages/evaluate.py DATA_DIR [MODEL ...] [--run seeds/<seed> --seed <seed>]
-MODEL: folders of the run's predictions/ (default: every one); wall times: the run's reports/timings.
+MODEL: folders of the run's predictions/ (default: every one; a folder holding off.json, a method switched
+off in params.yaml, is skipped); wall times: the run's reports/timings.
 """
 
 from pathlib import Path

@@ -188,3 +188,32 @@ def test_mixout_covers_every_linear_layer_and_restores_the_parameter(tiny_bert):
         model.eval()
         assert torch.equal(model.classifier.weight, before)
     assert model.classifier.weight is before and not hasattr(model.classifier, "parametrizations")
+
+
+# --- the new-model ensemble over k seeds ---------------------------------------------------------------
+
+def _table(logits, labels):
+    from flipgate.predictions import predictions_frame
+
+    return predictions_frame([f"i{j}" for j in range(len(labels))], labels, np.array(logits, dtype=np.float32))
+
+
+def test_majority_vote_tie_goes_to_the_higher_mean_probability_then_the_lower_class():
+    from flipgate.mitigation.new_ensemble import ensemble_tables
+
+    # example 0: 2 votes each for classes 0 and 1; class 1's mean probability is higher -> 1
+    # example 1: 3 votes for class 0 against 1, though class 1 has the higher mean probability -> 0
+    # example 2: a 2-2 tie with equal mean probabilities -> the lower class id, 0
+    a, b = math.log(0.6 / 0.4), math.log(0.9 / 0.1)  # p(winner) 0.6 and 0.9
+    members = {
+        "s0": _table([[a, 0.0], [a, 0.0], [a, 0.0]], [0, 0, 0]),
+        "s1": _table([[a, 0.0], [a, 0.0], [0.0, a]], [0, 0, 0]),
+        "s2": _table([[0.0, b], [a, 0.0], [a, 0.0]], [0, 0, 0]),
+        "s3": _table([[0.0, b], [0.0, 50.0], [0.0, a]], [0, 0, 0]),
+    }
+    vote = ensemble_tables("vote", members)
+    assert vote["pred"].tolist() == [1, 0, 0]
+    prob = ensemble_tables("prob", members)
+    # mean p(class 1): example 0 (0.4 + 0.4 + 0.9 + 0.9) / 4 = 0.65; example 1 (0.4 * 3 + 1) / 4 = 0.55
+    torch.testing.assert_close(np.exp(np.stack(prob["logits"].to_numpy()))[:2, 1], np.array([0.65, 0.55], dtype=np.float32))
+    assert prob["pred"].tolist() == [1, 1, 0]

@@ -207,6 +207,75 @@ class Ensembles(Choosing):
     alphas: Alphas = Field(default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9])
 
 
+def _positive(v: list[float]) -> list[float]:
+    if not v or any(x <= 0 for x in v):
+        raise ValueError("a non-empty list of numbers > 0")
+    return sorted(set(v))
+
+
+def _mixout_p(v: list[float]) -> list[float]:
+    if not v or any(x <= 0 or x >= 1 for x in v):
+        raise ValueError("a non-empty list of probabilities strictly between 0 and 1")
+    return sorted(set(v))
+
+
+Positives = Annotated[list[float], AfterValidator(_positive)]
+
+
+class DistillGrid(Section):
+    """A distillation baseline's grid (every lambda with every T: one training of new each)."""
+
+    enabled: bool = False
+    lambdas: Positives = Field(default_factory=lambda: [1.0])  # paper grid (Gated Fusion A.2): 0.1, 1, 10
+    temperatures: Positives = Field(default_factory=lambda: [1.0])  # paper grid: 0.5, 1, 2
+
+
+class StrengthGrid(Section):
+    """Prior weight decay's or EWC's strengths s (one training of new each)."""
+
+    enabled: bool = False
+    strengths: Positives = Field(default_factory=lambda: [0.1])
+
+
+class EwcGrid(StrengthGrid):
+    fisher_max_examples: int = Field(1000, gt=0)  # D_old examples for old's Fisher (when the fisher stage has none)
+
+
+class MixoutGrid(Section):
+    enabled: bool = False
+    p: Annotated[list[float], AfterValidator(_mixout_p)] = Field(default_factory=lambda: [0.5])
+
+
+class Baselines(Choosing):
+    """The seeds' baselines (stage `baselines`): new trained from old with an extra loss or regulariser, on
+    train_new's schedule; each grid point is one more training of new, chosen on dev (as bcwi)."""
+
+    kd: DistillGrid = Field(default_factory=DistillGrid)
+    focal_distill: DistillGrid = Field(default_factory=DistillGrid)
+    dynamic_distill: DistillGrid = Field(default_factory=DistillGrid)
+    prior_wd: StrengthGrid = Field(default_factory=StrengthGrid)
+    ewc: EwcGrid = Field(default_factory=EwcGrid)
+    mixout: MixoutGrid = Field(default_factory=MixoutGrid)
+
+    def grid(self, method: str) -> list[dict]:
+        """The method's grid points as knob dicts (empty when it is not enabled)."""
+        section = getattr(self, method)
+        if not section.enabled:
+            return []
+        if isinstance(section, DistillGrid):
+            return [{"lambda": lam, "T": t} for lam in section.lambdas for t in section.temperatures]
+        if isinstance(section, MixoutGrid):
+            return [{"p": p} for p in section.p]
+        return [{"strength": s} for s in section.strengths]
+
+
+class NewEnsemble(Section):
+    """The new-model ensemble over the first k of `seeds` (stage `new_ensemble`)."""
+
+    enabled: bool = False
+    k: int = Field(3, ge=2)
+
+
 class Old(Section):
     """Where the old model comes from: trained here on D_old, or the registry's champion (a data update)."""
 
@@ -224,6 +293,8 @@ SECTIONS: dict[str, type[Section]] = {
     "bcwi": Bcwi,
     "gated_fusion": GatedFusion,
     "ensembles": Ensembles,
+    "baselines": Baselines,
+    "new_ensemble": NewEnsemble,
     "select": Select,
     "validate": Validate,
     "gate": Gate,
@@ -301,7 +372,10 @@ def check_all(path: str | Path = "params.yaml") -> dict[str, Section]:
         except FlipgateError as exc:
             problems.append(str(exc).removeprefix(f"{path}: "))
     try:
-        load_seeds(path, raw)
+        seeds = load_seeds(path, raw)
+        ens = sections.get("new_ensemble")
+        if ens is not None and ens.enabled and ens.k > len(seeds):
+            problems.append(f"new_ensemble.k: {ens.k} members need at least {ens.k} seeds; seeds has {len(seeds)}")
     except FlipgateError as exc:
         problems.append(str(exc).removeprefix(f"{path}: "))
     if not problems:

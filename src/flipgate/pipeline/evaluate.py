@@ -22,9 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def run_stage(run: Run, data_dir: Path, models: Sequence[str], data: Data) -> dict:
-    """`models`: folders of the run's predictions/ (empty: every one). Returns the metrics written."""
+    """`models`: folders of the run's predictions/ (empty: every one; a folder holding off.json, a method
+    switched off in params.yaml, is skipped). Returns the metrics written."""
     root = run.predictions
     names = list(models) or sorted(p.name for p in root.iterdir() if p.is_dir())
+    off = [n for n in names if (root / n / "off.json").is_file()]  # a method switched off in params.yaml
+    names = [n for n in names if n not in off]
+    if off:
+        log.info("off, not evaluated: %s", ", ".join(off))
     labels, num_old = update.load_labels(data_dir)
     metrics = evaluate({n: root / n for n in names}, num_old_labels=num_old if num_old < len(labels) else None)
     metrics["seed"] = run.seed

@@ -22,7 +22,8 @@ from flipgate.report.ledger import flip_ledger, read_regression
 log = logging.getLogger(__name__)
 
 BASELINE, REFERENCE = "old", "new"
-MODEL_ORDER = ("old", "target", "new", "bcwi", "gated_fusion", "ensemble_prob", "ensemble_logit")
+MODEL_ORDER = ("old", "target", "new", "bcwi", "gated_fusion", "ensemble_prob", "ensemble_logit",
+               "kd", "focal_distill", "dynamic_distill", "prior_wd", "ewc", "mixout")  # the last six: stage baselines
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ def discover_models(pred_root: Path) -> dict[str, Path]:
     for folder in sorted(p for p in pred_root.iterdir() if p.is_dir()):
         if (folder / "dev.parquet").is_file() and (folder / "regression.parquet").is_file():
             found[folder.name] = folder
+        elif (folder / "off.json").is_file():  # a method switched off in params.yaml (e.g. a baseline)
+            continue
         else:
             log.warning("%s: no dev.parquet and regression.parquet; left out of the report", folder)
     if BASELINE not in found:

@@ -1,0 +1,181 @@
+"""The seeds' baselines end to end (the `baselines` stage's library half): for each method, train a new model
+from old on D_updated with its extra loss or regulariser at each grid point, predict dev and the regression
+set, choose the grid point on dev by the rule BCWI's alpha uses, and return the chosen model and tables.
+
+Every point trains with train_new's schedule (the Gated Fusion paper: the new model's training knobs,
+"then fixed for all backward-compatible solutions"), from old, with the same seed. What each method needs
+of old is computed once per call, not per step: its logits on D_updated (distillation, one forward pass),
+its weights (prior weight decay, EWC, Mixout) and its Fisher (EWC; the `fisher` stage's when present).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from flipgate.mitigation.distill import distill_term
+from flipgate.mitigation.ensemble import score
+from flipgate.mitigation.regularise import l2_towards, mixout
+from flipgate.mitigation.selection_rule import Options, Rule, choose
+from flipgate.models.classifier import load_classifier
+from flipgate.models.device import set_seed
+from flipgate.models.predict import predict_logits
+from flipgate.models.run import check_fit, dev_accuracy_hook, schedule_summary
+from flipgate.models.train import TrainConfig, TrainResult, train_classifier
+from flipgate.predictions import align, predictions_frame
+
+log = logging.getLogger(__name__)
+
+DISTILL = {"kd": "kd", "focal_distill": "focal", "dynamic_distill": "dynamic"}  # method -> distill.Kind
+METHODS = (*DISTILL, "prior_wd", "ewc", "mixout")
+
+
+def point_name(knobs: dict) -> str:
+    """A grid point's name, by its knobs: `lambda=1,T=2`, `strength=0.1`, `p=0.5`."""
+    return ",".join(f"{k}={v:g}" for k, v in knobs.items())
+
+
+@dataclass(frozen=True)
+class OldState:
+    """What the methods need of old, computed once: logits on the training set (row i = training example
+    i), weights, the normalised Fisher (None until EWC needs it)."""
+
+    train_logits: np.ndarray | None
+    weights: dict[str, torch.Tensor]
+    fisher: dict[str, torch.Tensor] | None = None
+
+
+def penalty(method: str, knobs: dict, old: OldState, train_labels: np.ndarray
+            ) -> Callable[[torch.nn.Module], Callable | None]:
+    """model -> its extra_loss for train_classifier (None: Mixout, which changes the weights instead)."""
+    if method in DISTILL:
+        if old.train_logits is None:
+            raise ValueError(f"{method}: old's logits on the training set were not computed")
+        term = distill_term(DISTILL[method], old.train_logits, train_labels, knobs["lambda"], knobs["T"])
+        return lambda model: term
+    if method == "prior_wd":
+        return lambda model: l2_towards(model, old.weights, knobs["strength"])
+    if method == "ewc":
+        if old.fisher is None:
+            raise ValueError("ewc: old's Fisher was not computed")
+        return lambda model: l2_towards(model, old.weights, knobs["strength"], old.fisher)
+    if method == "mixout":
+        return lambda model: None
+    raise ValueError(f"unknown baseline {method!r}; known: {METHODS}")
+
+
+@contextmanager
+def weights_transform(method: str, knobs: dict, old: OldState, model: torch.nn.Module) -> Iterator[None]:
+    with mixout(model, old.weights, knobs["p"]) if method == "mixout" else nullcontext():
+        yield
+
+
+@dataclass
+class PointResult:
+    knobs: dict
+    weights: dict[str, torch.Tensor]  # on CPU
+    tables: dict[str, pd.DataFrame]  # split -> predictions table
+    train: TrainResult
+    summary: dict
+
+
+def train_point(
+    method: str, knobs: dict, old_dir: str, labels: list[str], train_df: pd.DataFrame,
+    eval_splits: dict[str, pd.DataFrame], cfg: TrainConfig, old: OldState, device: torch.device,
+    eval_batch_size: int,
+) -> PointResult:
+    """One training of new from old with `method` at `knobs`, then its dev and regression predictions."""
+    set_seed(cfg.seed)
+    model, tok = load_classifier(old_dir, labels)
+    cfg = replace(cfg, head_lr=None, from_fine_tuned=True)  # new's schedule from a fine-tuned start
+    hook = dev_accuracy_hook(model, tok, eval_splits["dev"], device, eval_batch_size, cfg.max_length)
+    extra = penalty(method, knobs, old, train_df["label"].to_numpy())(model)
+    log.info("%s %s: training from old on %d examples", method, point_name(knobs), len(train_df))
+    with weights_transform(method, knobs, old, model):
+        result = train_classifier(model, tok, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device,
+                                  hook, extra_loss=extra)
+    tables = {}
+    for split, df in eval_splits.items():
+        logits = predict_logits(model, tok, df["text"].tolist(), device, eval_batch_size, cfg.max_length)
+        tables[split] = predictions_frame(df["id"], df["label"], logits)
+    summary = {**schedule_summary(result, cfg), "train_seconds": round(result.seconds, 2),
+               "fit": check_fit(method, result, train_df["label"].to_numpy(), eval_splits["dev"],
+                                tables["dev"]["pred"].to_numpy(), len(labels))}
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    return PointResult(knobs, weights, tables, result, summary)
+
+
+def old_train_logits(old_dir: str, texts: list[str], device: torch.device, batch_size: int,
+                     max_length: int) -> tuple[np.ndarray, float]:
+    """Old's logits on the training texts (one forward pass) and the seconds it took."""
+    start = time.perf_counter()
+    model, tok = load_classifier(old_dir)
+    logits = predict_logits(model, tok, texts, device, batch_size, max_length)
+    return logits, time.perf_counter() - start
+
+
+@dataclass
+class MethodResult:
+    method: str
+    chosen: PointResult
+    report: dict
+
+
+def run_method(
+    method: str, grid: list[dict], old_dir: str, labels: list[str], train_df: pd.DataFrame,
+    eval_splits: dict[str, pd.DataFrame], old_tables: dict[str, pd.DataFrame], new_tables: dict[str, pd.DataFrame],
+    cfg: TrainConfig, old: OldState, rule: Rule, device: torch.device, eval_batch_size: int,
+    new_train_seconds: float | None, setup_seconds: float = 0.0,
+) -> MethodResult:
+    """Train every grid point, choose one on dev by `rule` (new is the tolerance rule's reference; the
+    regression set is only scored), and report: the chosen knobs and why, each point's dev and regression
+    figures against old (fix/new-fault against new), its train summary, and the training time as a ratio
+    to new's (`setup_seconds`: what the method computed of old first, e.g. EWC's Fisher)."""
+    if not grid:
+        raise ValueError(f"{method}: an empty grid")
+    aligned = {s: (old_tables[s].reset_index(drop=True),
+                   align(old_tables[s], new_tables[s], f"predictions/old/{s}", f"predictions/new/{s}", "rerun train_new"))
+               for s in eval_splits}
+    points = {}
+    rows = []
+    for knobs in grid:
+        res = train_point(method, knobs, old_dir, labels, train_df, eval_splits, cfg, old, device, eval_batch_size)
+        name = point_name(knobs)
+        points[name] = res
+        for split, (o, n) in aligned.items():
+            t = align(o, res.tables[split], f"predictions/old/{split}", f"{method} {name} {split}", "rerun baselines")
+            m = score(t, o, n)
+            rows.append({"point": name, **knobs, "split": split,
+                         **{k: m[k] for k in ("accuracy", "nfr", "pfr", "negative_flips", "n", "fix_rate",
+                                              "new_fault_rate") if k in m}})
+        del res.train  # keep the weights and tables only
+    o_dev, n_dev = aligned["dev"]
+    choice = choose(Options.from_tables({k: p.tables["dev"] for k, p in points.items()}, o_dev, n_dev,
+                                        where=f"{method} grid"), rule)
+    chosen = points[choice.key]
+    log.info("%s: %s chosen on dev, in %.0f%% of dev resamples (%s)", method, choice.key, 100 * choice.stability,
+             choice.reason)
+    seconds = [p.summary["train_seconds"] for p in points.values()]
+    ratio = (lambda s: round(s / new_train_seconds, 3) if new_train_seconds else None)
+    report = {
+        "method": method, "chosen": choice.key, "knobs": chosen.knobs, "admissible": choice.admissible,
+        "reason": choice.reason, "stability": choice.stability, "distribution": choice.as_dict()["distribution"],
+        "grid": rows, "train": chosen.summary,
+        "metrics": {s: score(align(o, chosen.tables[s], "old", method, "rerun baselines"), o, n)
+                    for s, (o, n) in aligned.items()},
+        "timing": {
+            "train_seconds": chosen.summary["train_seconds"], "setup_seconds": round(setup_seconds, 2),
+            "grid_train_seconds": round(sum(seconds), 2), "new_train_seconds": new_train_seconds,
+            "ratio_to_new": ratio(chosen.summary["train_seconds"]),
+            "ratio_to_new_with_setup": ratio(chosen.summary["train_seconds"] + setup_seconds),
+            "grid_ratio_to_new": ratio(sum(seconds) + setup_seconds),
+        },
+    }
+    return MethodResult(method, chosen, report)
