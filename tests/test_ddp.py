@@ -75,7 +75,6 @@ def test_two_processes_train_as_one_at_the_same_global_batch(classifier_runs):
     # The loss of each step is the global batch's mean (shard weights): the same curve and schedule decisions.
     np.testing.assert_allclose(two["epoch_loss"], one["epoch_loss"], atol=2e-3)
     assert (two["epochs_run"], two["best_epoch"]) == (one["epochs_run"], one["best_epoch"])
-    assert one["regression_accuracy"] >= 0.9
     assert abs(two["regression_accuracy"] - one["regression_accuracy"]) <= 0.03
     splits = {"dev": toy_frame(60, 1, "d"), "regression": toy_frame(77, 2, "r")}  # ddp_worker's
     for name, split in splits.items():

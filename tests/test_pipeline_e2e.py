@@ -109,7 +109,7 @@ def test_repro_trains_evaluates_and_caches(repo):
     # a schedule param of new makes train_new out of date, and only the stages that read train_new
     before = edit_params(tmp, lambda p: p["train_new"].update(epochs=1))
     try:
-        assert out_of_date(tmp, env) == {"train_new@0", "soup@0"}
+        assert out_of_date(tmp, env) == {"train_new@0", "soup@0", "baselines@0"}
     finally:
         restore_params(tmp, before)
     assert out_of_date(tmp, env) == set()
@@ -266,8 +266,9 @@ def test_adding_a_seed_makes_only_that_seed_and_the_report_out_of_date(repo):
         stale = out_of_date(tmp, env)
     finally:
         restore_params(tmp, before)
-    per_seed = {"train_old", "train_target", "train_new", "fisher", "soup", "bcwi", "gated_fusion", "ensembles", "evaluate"}
-    assert stale == {f"{s}@1" for s in per_seed} | {"report"}, stale
+    per_seed = {"train_old", "train_target", "train_new", "fisher", "soup", "bcwi", "gated_fusion", "ensembles", "evaluate",
+                "baselines"}
+    assert stale == {f"{s}@1" for s in per_seed} | {"report", "new_ensemble"}, stale
     assert out_of_date(tmp, env) == set()
 
 

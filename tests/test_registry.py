@@ -179,9 +179,11 @@ def test_promote_stage_writes_promotion_json_from_a_nested_run(store, models, tm
     (tmp_path / "data" / "update").mkdir(parents=True)
     reg.to_parquet(tmp_path / "data" / "update" / "regression.parquet")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["promote.py", "reports/gate.json", "models/{candidate}", "models/old",
-                                      "data/update/regression.parquet", "reports/promotion.json"])
-    stage_promote.main()
+    from flipgate.params import check_all
+    from flipgate.stage import parse_run
+
+    stage_promote.main(parse_run(["reports/gate.json", "models/{candidate}", "models/old",
+                                  "data/update/regression.parquet", "reports/promotion.json"], check_all()))
 
     out = json.loads((reports / "promotion.json").read_text())
     assert (out["name"], out["verdict"], out["version"], out["aliases"]) == ("m-stage", "pass", 2, ["champion"])
