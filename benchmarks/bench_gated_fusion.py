@@ -30,7 +30,8 @@ from flipgate.io import read_json, write_json
 from flipgate.mitigation.cache import time_exact_search
 from flipgate.mitigation.ensemble import KINDS, aligned_pair, dev_tolerance, ensemble, score
 from flipgate.mitigation.selection_rule import rule_from
-from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
+from flipgate.mitigation.gated_fusion import GateConfig
+from flipgate.mitigation.gated_fusion_train import FusionSchedule
 from flipgate.pipeline.gated_fusion import DROPPED, LIVE, cache_name, fit, predict_splits, score_outputs
 from flipgate.models.device import get_device
 from flipgate.models.run import fine_tune

@@ -73,11 +73,12 @@ def main() -> None:
             (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         weights = fingerprint(run.load_classifier.model)
     else:
-        import flipgate.mitigation.gated_fusion as gated_fusion
-        from flipgate.mitigation.gated_fusion import FusionSchedule, GateConfig
+        import flipgate.mitigation.gated_fusion_train as gated_fusion_train
+        from flipgate.mitigation.gated_fusion import GateConfig
+        from flipgate.mitigation.gated_fusion_train import FusionSchedule
         from flipgate.pipeline.gated_fusion import fit
 
-        watch(gated_fusion, sizes)  # old is loaded too, but frozen (eval): only new's steps are counted
+        watch(gated_fusion_train, sizes)  # old is loaded too, but frozen (eval): only new's steps are counted
 
         weights = {}
         for variant in ("heldout", "paper"):

@@ -27,7 +27,8 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def mlflow_server(store: str, folder: Path) -> Iterator[str]:
     """Yield the URL of a server whose backend is a copy of `store`'s pristine.db and whose artifacts go
-    to folder/artifacts. Skips the test when the server cannot start here."""
+    to folder/artifacts. Skips the test when the server cannot start here; fails it when a process of the
+    server's group outlives the stop."""
     db = folder / "server.db"
     shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), db)  # no fresh migration
     port = _free_port()
@@ -54,6 +55,7 @@ def mlflow_server(store: str, folder: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
+    assert _group_gone(server.pid), "a process of the server's group outlived SIGTERM"
 
 
 def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
@@ -68,3 +70,15 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, timeout: float = 12
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"mlflow server at {url} did not answer /health within {timeout} s")
+
+
+def _group_gone(pgid: int, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    os.killpg(pgid, signal.SIGKILL)
+    return False

@@ -6,7 +6,7 @@ import torch
 from flipgate.errors import FlipgateError
 from flipgate.mitigation.bcwi import average, interpolate, interpolate_into, normalise_fisher
 from flipgate.pipeline.bcwi import head_keys
-from flipgate.mitigation.selection_rule import accuracy_halfwidth
+from flipgate.metrics.intervals import accuracy_halfwidth
 from flipgate.models.classifier import load_classifier
 
 

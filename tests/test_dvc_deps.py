@@ -5,7 +5,9 @@ changes (edit the NFR arithmetic and `reports/gate.json` stays as it was). The i
 `ast`, nothing is imported: module-level and function-level `import` / `from ... import`, relative
 imports, and string references to a flipgate module (`importlib.import_module("flipgate.x")`, loader
 strings such as `"flipgate.models.pyfunc:load_hf"`). A string that names a module is counted even where
-it is only a logger name: an extra edge can only ask for more deps, never hide a missing one.
+it is only a logger name: an extra edge can only ask for more deps, never hide a missing one. A module
+that names an entry-point group of pyproject.toml (models/pyfunc.py reads "flipgate.model_kinds") runs
+the modules registered in it, so they count as its imports.
 
 Importing `flipgate.a.b` also runs `flipgate/__init__.py` and `flipgate/a/__init__.py`. A package
 `__init__.py` must be a dep when a stage takes a name from it or when it does more than hold a docstring
@@ -17,6 +19,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import tomllib
 from functools import cache
 from pathlib import Path
 
@@ -26,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 MODULE_STRING = re.compile(r"flipgate(?:\.\w+)*(?::[\w.]+)?")
+ENTRY_POINTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("entry-points", {})
 
 
 def module_file(name: str) -> Path | None:
@@ -83,6 +87,8 @@ def direct_imports(path: Path) -> tuple[frozenset[str], frozenset[str]]:
                 else:
                     names_from.add(base)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            for target in ENTRY_POINTS.get(node.value, {}).values():
+                modules.add(target.split(":")[0])
             if MODULE_STRING.fullmatch(node.value):
                 name = node.value.split(":")[0]
                 if module_file(name):
@@ -171,7 +177,8 @@ def test_deps_name_existing_sources():
 
 def test_the_import_walk_sees_lazy_and_string_imports():
     """The walk is only as good as what it sees: stage.py imports params.py and tracking.py inside
-    functions, the train stage gate/champion.py, and pyfunc.py names gated_fusion.py in a loader string."""
+    functions, the train stage gate/champion.py, and pyfunc.py loads gated_fusion.py through the entry
+    points pyproject.toml registers in the group it names."""
     rel = {str(p.relative_to(ROOT)) for p in required_files(SRC / "flipgate" / "models" / "pyfunc.py")}
     assert "src/flipgate/mitigation/gated_fusion.py" in rel
     rel = {str(p.relative_to(ROOT)) for p in required_files(SRC / "flipgate" / "stage.py")}

@@ -13,14 +13,12 @@ import yaml
 
 from flipgate.data import update
 from flipgate.io import read_json
-from flipgate.mitigation.gated_fusion import (
+from flipgate.mitigation.gated_fusion import GateConfig, GatedFusion, load_gated_fusion
+from flipgate.mitigation.gated_fusion_train import (
     FusionSchedule,
-    GateConfig,
-    GatedFusion,
     build_gated_fusion,
     fit_gate,
     heldout_split,
-    load_gated_fusion,
     train_gated_fusion,
 )
 from flipgate.models.batching import Encoded

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import contextlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -22,7 +14,7 @@ import pytest
 import torch
 import yaml
 from conftest import build_tiny_bert, toy_frame
-from mlflow_server import _wait_for  # the one /health poll of a test server
+from mlflow_server import mlflow_server
 from promote_race import race
 
 from flipgate import tracking
@@ -199,52 +191,12 @@ def test_promote_stage_writes_promotion_json_from_a_nested_run(store, models, tm
     assert {"gate.json", "promotion.json"} <= logged
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _mlflow_server(store: str, tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` on a free port of 127.0.0.1 in its own process group, on a copy of the migrated
-    store; yields its URL, then stops the group. Skips the test when the server cannot start here."""
-    db = tmp_path / "server.db"
-    shutil.copy(Path(store[len("sqlite:///"):]).with_name("pristine.db"), db)  # skip a fresh migration
-    port = _free_port()
-    # No job runner (seven huey worker processes the registry does not need): a faster start.
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = (tmp_path / "server.log").open("wb")  # a file, not a pipe: a full pipe would block the server
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(tmp_path / "artifacts")],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            _wait_for(url, server, tmp_path / "server.log")
-        except (RuntimeError, TimeoutError) as exc:
-            pytest.skip(f"mlflow server cannot start here: {exc}")
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-    assert _group_gone(server.pid), "a process of the server's group outlived SIGTERM"
-
-
 @pytest.mark.slow
 def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
     """Promote and load over HTTP; the artifacts are stored by the server, nothing goes to the sqlite store.
     Then two processes on this machine race promotions through the server: the lock is keyed by the
     tracking URI, so they serialise too (across machines nothing does: README, Promotion)."""
-    with _mlflow_server(store, tmp_path) as url:
+    with mlflow_server(store, tmp_path) as url:
         p = registry.promote(models["better"], decision("pass"), "m-http", regression_hash="r1",
                              baseline_folder=models["old"], tracking_uri=url)
         assert (p.bootstrap_version, p.version, p.champion_version) == (1, 2, 2)
@@ -254,18 +206,6 @@ def test_promote_through_a_real_mlflow_server(store, models, tmp_path):
         assert versions(store, "m-http") == []  # and nothing went to the sqlite store
 
         _assert_one_move_per_race(url, models, tmp_path, races=2)
-
-
-def _group_gone(pgid: int, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.2)
-    os.killpg(pgid, signal.SIGKILL)
-    return False
 
 
 # ---------------------------------------------------------------- concurrency: two real processes

@@ -44,22 +44,19 @@ def _arrays(predictions: pd.Series, targets: pd.Series, baseline: pd.Series, col
     return np.asarray(targets), np.asarray(baseline), np.asarray(predictions)
 
 
-def _nfr(column: str):
-    def nfr(predictions, targets, baseline):
-        labels, old, cand = _arrays(predictions, targets, baseline, column)
-        mask = negative_flip_mask(labels, old, cand)
-        return MetricValue(scores=mask.astype(int).tolist(),
-                           aggregate_results={"nfr": flip_counts(labels, old, cand).nfr})
-    return nfr
+def _flips(name: str, mask: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]):
+    """A rate metric that also scores every row: 1 where `mask(labels, old, cand)` holds (a flip)."""
+    def factory(column: str):
+        def metric(predictions, targets, baseline):
+            labels, old, cand = _arrays(predictions, targets, baseline, column)
+            return MetricValue(scores=mask(labels, old, cand).astype(int).tolist(),
+                               aggregate_results={name: getattr(flip_counts(labels, old, cand), name)})
+        return metric
+    return factory
 
 
-def _pfr(column: str):
-    def pfr(predictions, targets, baseline):
-        labels, old, cand = _arrays(predictions, targets, baseline, column)
-        positive = (old != labels) & (cand == labels)
-        return MetricValue(scores=positive.astype(int).tolist(),
-                           aggregate_results={"pfr": flip_counts(labels, old, cand).pfr})
-    return pfr
+_nfr = _flips("nfr", negative_flip_mask)
+_pfr = _flips("pfr", lambda labels, old, cand: (old != labels) & (cand == labels))
 
 
 def _nfi(column: str):

@@ -8,26 +8,18 @@ environment variable whenever a process sets a tracking URI.
 
 Stages are separate processes started by `dvc repro`, so they cannot hand each other a run object.
 Each stage finds-or-creates the parent run by the tag `flipgate.pipeline_key`, a hash of what fixes a
-pipeline run before it starts (`pipeline_key`):
-- the git HEAD commit and the uncommitted diff of src/, stages/ and dvc.yaml,
-- the values of params.yaml except `seeds` (so a seed added later nests under the same parent; every
-  per-seed stage's run is named `<stage>@<seed>` and has the param `seed`),
-- the content of the local data files that `data.files` names (D_old, D_new, dev and the regression
-  set; embedded and HF sources are fixed by params.yaml already).
-Outputs written during the run (data/update/*.parquet, dvc.lock) are deliberately left out: the first
-stage writes them, so a key that read them would differ between the first stage and the others.
-Re-running the same commit, params and data (`dvc repro -f`) adds nested runs to the same parent;
-set FLIPGATE_PIPELINE_KEY to force a key of your own. Stages are assumed to run one at a time.
+pipeline run before it starts (flipgate.run_key: the commit and its uncommitted diff, params.yaml but
+`seeds`, the local data files). Re-running the same commit, params and data (`dvc repro -f`) adds nested
+runs to the same parent; set FLIPGATE_PIPELINE_KEY to force a key of your own. Every per-seed stage's run
+is named `<stage>@<seed>` and has the param `seed`. Stages are assumed to run one at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 import warnings
@@ -49,8 +41,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from flipgate.errors import FlipgateError  # noqa: E402
-from flipgate.io import frame_hash, hash_files, read_json  # noqa: E402
+from flipgate.io import frame_hash, read_json  # noqa: E402
 from flipgate.locks import sqlite_file, store_lock  # noqa: E402
+from flipgate.run_key import git_commit, pipeline_key  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -136,66 +129,6 @@ def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
     return client.create_experiment(name, artifact_location=artifact_root(client.tracking_uri))
 
 
-# ---------------------------------------------------------------- identity of a pipeline run
-
-
-def _git(*args: str, cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout
-
-
-def git_commit(root: str | Path = ".") -> str:
-    """HEAD's sha, or "none" outside a repository or before the first commit."""
-    out = _git("rev-parse", "HEAD", cwd=Path(root))
-    return out.strip() if out else "none"
-
-
-def _data_files(params_path: Path) -> list[Path]:
-    """The local input files params.yaml's `data.files` names (empty for embedded and HF sources)."""
-    from flipgate.params import load_section
-
-    data = load_section("data", params_path)
-    if data.source != "files" or data.files is None:
-        return []
-    f = data.files
-    return [Path(p) for p in (f.old, *f.new, f.dev, f.regression)]
-
-
-def pipeline_key(root: str | Path = ".", params_file: str = "params.yaml") -> str:
-    """The parent run's key (see the module docstring); FLIPGATE_PIPELINE_KEY overrides it."""
-    if os.environ.get("FLIPGATE_PIPELINE_KEY"):
-        return os.environ["FLIPGATE_PIPELINE_KEY"]
-    root = Path(root)
-    h = hashlib.sha256()
-    commit = git_commit(root)
-    h.update(commit.encode())
-    if commit != "none":
-        h.update((_git("diff", "HEAD", "--", "src", "stages", "dvc.yaml", cwd=root) or "").encode())
-    params_path = root / params_file
-    if params_path.exists():
-        h.update(_params_fingerprint(params_path))
-        for path in _data_files(params_path):
-            path = path if path.is_absolute() else root / path
-            if path.exists():  # a missing input fails its stage with a clearer message than ours
-                hash_files(h, path)
-    return h.hexdigest()[:16]
-
-
-def _params_fingerprint(path: Path) -> bytes:
-    """params.yaml's values without `seeds`: every seed of one pipeline shares its parent run (and
-    comments or key order do not start a new one)."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        return path.read_bytes()  # the stage that reads it reports the error
-    if isinstance(raw, dict):
-        raw.pop("seeds", None)
-    return json.dumps(raw, sort_keys=True, default=str).encode()
-
-
 def read_split(path: str | Path) -> pd.DataFrame:
     if not Path(path).exists():
         raise FlipgateError(f"{path}: data split not found; run `dvc repro update` to write it")
@@ -260,6 +193,16 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _present(path: Path, there: bool, missing_ok: bool, problem: str) -> bool:
+    """Whether `path` is there to log; when not: False with missing_ok (logged at info), else FlipgateError."""
+    if there:
+        return True
+    if missing_ok:
+        log.info("%s: not there, not logged", path)
+        return False
+    raise FlipgateError(f"{path}: {problem}; run the stage that writes it")
+
+
 @dataclass
 class StageRun:
     """The nested run of one stage; the methods log to it (never to the parent)."""
@@ -282,11 +225,8 @@ class StageRun:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None, missing_ok: bool = False) -> None:
         """Log a file or a folder (reports, plots, predictions). A missing path raises unless missing_ok."""
         path = Path(path)
-        if not path.exists():
-            if missing_ok:
-                log.info("%s: not there, not logged", path)
-                return
-            raise FlipgateError(f"{path}: cannot log it to MLflow, it does not exist; run the stage that writes it")
+        if not _present(path, path.exists(), missing_ok, "cannot log it to MLflow, it does not exist"):
+            return
         if path.is_dir():
             self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
         else:
@@ -303,11 +243,8 @@ class StageRun:
         column) as its flipped rows, a gate decision (JSON with `checks`) as its checks, any other
         parquet whole."""
         path = Path(path)
-        if not path.is_file():
-            if missing_ok:
-                log.info("%s: not there, no table logged", path)
-                return
-            raise FlipgateError(f"{path}: cannot log it as an MLflow table, it is not a file; run the stage that writes it")
+        if not _present(path, path.is_file(), missing_ok, "cannot log it as an MLflow table, it is not a file"):
+            return
         if path.suffix == ".json":
             record = read_json(path)
             if not isinstance(record, Mapping):

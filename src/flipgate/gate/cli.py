@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flipgate.argtypes import positive_int
 from flipgate.errors import EXIT_INCONCLUSIVE, EXIT_PASS, EXIT_REJECT, EXIT_STATUS_HELP, FlipgateError
 from flipgate.gate import render
 from flipgate.gate.policy import Decision, Policy, decide, decide_table
@@ -66,16 +67,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="judge a candidate whose predictions equal the baseline's, or whose file is the baseline's or a "
              "byte-identical copy (refused by default: usually a mix-up)",
     )
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def rate(low: float, high: float, open_: bool = False):

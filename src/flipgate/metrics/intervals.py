@@ -63,6 +63,11 @@ def wilson(k: int, n: int, level: float = 0.95) -> Interval:
     return rate_interval(k, n, level, "wilson")
 
 
+def accuracy_halfwidth(correct: int, n: int, level: float = 0.95) -> float:
+    """Half-width of the Wilson interval of an accuracy (the BCWI paper's "gray area"); 0.0 on an empty set."""
+    return wilson(correct, n, level).halfwidth if n else 0.0
+
+
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> Interval:
     """Clopper-Pearson exact interval: conservative (covers at least `level`)."""
     return rate_interval(k, n, level, "clopper-pearson")

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import isotonic_regression
 
-from flipgate.metrics.intervals import clopper_pearson_upper, wilson
+from flipgate.metrics.intervals import accuracy_halfwidth, clopper_pearson_upper, wilson
 from flipgate.predictions import align
 
 if TYPE_CHECKING:  # only the attributes are read: the rule needs no params file
@@ -36,11 +36,6 @@ if TYPE_CHECKING:  # only the attributes are read: the rule needs no params file
 
 Objective = Literal["budget", "tolerance"]
 Trend = Literal["down", "up"] | None  # how NFR moves along an ordered knob's keys (None: unordered)
-
-
-def accuracy_halfwidth(correct: int, n: int, level: float = 0.95) -> float:
-    """Half-width of the Wilson interval of an accuracy (the paper's "gray area"); 0.0 on an empty set."""
-    return wilson(correct, n, level).halfwidth if n else 0.0
 
 
 def tolerance_and_halfwidth(tolerance: float | str, correct: int, n: int, level: float = 0.95) -> tuple[float, float]:

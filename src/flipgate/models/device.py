@@ -91,6 +91,16 @@ def ddp(module: torch.nn.Module) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids, output_device=ids[0] if ids else None)
 
 
+def own_dropout_stream(seed: int, rank: int) -> None:
+    """Under a launch, call once the model is wrapped (DDP has copied process 0's weights to every process):
+    each process > 0 gets a torch RNG stream of its own. One process draws an independent dropout mask for
+    every row of the global batch; processes seeded alike would draw the same masks for their shares, so
+    row i of every share would be dropped alike. Only dropout draws from torch's RNG while training; the batches and
+    Gated Fusion's gate drops come from numpy generators every process seeds alike."""
+    if rank:
+        torch.manual_seed(seed + 1_000_003 * rank)
+
+
 def shard(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
     """This process's part of a global batch `idx` (every world-th row from `rank`: rows of a batch are
     length-sorted, so each part pads to about the same width) and the weight that makes DDP's gradient

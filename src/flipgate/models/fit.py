@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flipgate.mitigation.selection_rule import accuracy_halfwidth
+from flipgate.metrics.intervals import accuracy_halfwidth
 
 STEEP = 0.5  # last drop / first drop above this: still learning
 LOSS_SHARE = 0.75  # final loss / ln(classes) above this: barely trained

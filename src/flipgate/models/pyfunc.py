@@ -2,8 +2,11 @@
 
 A model folder says what it is in `flipgate.json` ({"kind": "hf" | "gated_fusion", ...}, as
 `save_classifier` and `GatedFusion.save` write it); without one, a folder holding `config.json` is an HF
-save_pretrained folder ("hf"). `load_any(folder)` dispatches on the kind to a loader named in LOADERS, so
-a new kind is wired by writing its loader, not by changing the wrapper or the registry.
+save_pretrained folder ("hf"). `load_any(folder)` dispatches on the kind to a loader named in LOADERS:
+"hf" is this module's, every other kind is an installed package's entry point in the group
+`flipgate.model_kinds` (pyproject.toml registers "gated_fusion" -> flipgate.mitigation.gated_fusion), so
+a new kind is wired by writing its loader and naming it there, not by changing the wrapper or the
+registry, and this module depends on no mitigation code.
 
 A loader returns a Predictor: `predict_logits(texts) -> float32 array (n, classes)`.
 The pyfunc is logged as code (CODE_FILE, MLflow's models from code), not pickled; that file imports this
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -40,11 +44,16 @@ DEFAULT_MAX_LENGTH = 128
 DEFAULT_BATCH_SIZE = 64
 CODE_FILE = Path(__file__).with_name("pyfunc_model.py")  # what MLflow logs and runs to build the pyfunc
 
+ENTRY_POINTS = "flipgate.model_kinds"  # kind = "module:function" in a package's entry points
+
+
+def _loaders() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+    return {**found, "hf": "flipgate.models.pyfunc:load_hf"}
+
+
 # kind -> "module:function" taking a folder and returning a Predictor; imported only when used.
-LOADERS: dict[str, str] = {
-    "hf": "flipgate.models.pyfunc:load_hf",
-    "gated_fusion": "flipgate.mitigation.gated_fusion:load_predictor",
-}
+LOADERS: dict[str, str] = _loaders()
 
 
 class Predictor(Protocol):
@@ -64,7 +73,8 @@ def model_kind(folder: str | Path) -> str:
         except (json.JSONDecodeError, AttributeError) as exc:
             raise FlipgateError(f"{manifest}: expected a JSON object with a 'kind' key ({exc})") from exc
         if kind not in LOADERS:
-            raise FlipgateError(f"{manifest}: unknown kind {kind!r}; known: {sorted(LOADERS)}")
+            raise FlipgateError(f"{manifest}: unknown kind {kind!r}; known: {sorted(LOADERS)} (a kind is an entry "
+                                f"point in {ENTRY_POINTS!r} of an installed package: in a checkout, pip install -e .)")
         return kind
     if (folder / "config.json").exists():
         return "hf"
@@ -163,14 +173,28 @@ def _log_pyfunc(folder: Path, name: str, model_config: dict[str, Any]):
         # A deliberate choice MLflow warns about on every call: no input example (it would run the
         # model; the signature is explicit instead).
         warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(CODE_FILE),
-            artifacts={ARTIFACT_KEY: str(folder)},
-            model_config=model_config or None,
-            signature=_signature(),
-            pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
-        )
+        return mlflow.pyfunc.log_model(name=name, **_pyfunc_args(folder, model_config))
+
+
+def save_model(folder: str | Path, path: str | Path, **model_config: Any) -> Path:
+    """Save a model folder as the same pyfunc `log_model` logs, at `path` (a folder that must not exist),
+    with no run and no store: for `mlflow.pyfunc.spark_udf`, which loads pyfuncs, not model folders."""
+    folder = Path(folder)
+    model_kind(folder)
+    with warnings.catch_warnings(), _quiet("mlflow.pyfunc"):
+        warnings.filterwarnings("ignore", message=".*input_example.*", category=UserWarning)
+        mlflow.pyfunc.save_model(path=str(path), **_pyfunc_args(folder, model_config))
+    return Path(path)
+
+
+def _pyfunc_args(folder: Path, model_config: dict[str, Any]) -> dict[str, Any]:
+    return dict(
+        python_model=str(CODE_FILE),
+        artifacts={ARTIFACT_KEY: str(folder)},
+        model_config=model_config or None,
+        signature=_signature(),
+        pip_requirements=pip_requirements(),  # inferring them would load the model: seconds per log
+    )
 
 
 STAGING = "flipgate-mlflow"  # in the system temp folder: .flipgate-mlflow.<pid>@<host>.XXXX.tmp

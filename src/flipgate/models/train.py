@@ -12,7 +12,8 @@ is kept (the latest is the most annealed).
 Under `accelerate launch` with N processes (models/device.py) the loop is the same: every process draws
 the same global batches (same seed), trains its 1/N share of each (`batch_size` stays the global batch),
 DDP averages the gradients, and each epoch's loss and the dev figures are the global ones, so every
-process takes the same schedule decisions (the kept epoch, the stop)."""
+process takes the same schedule decisions (the kept epoch, the stop). Each process draws its own dropout
+masks (device.own_dropout_stream), as one process draws one per row of the global batch."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from flipgate.models.batching import Encoded, length_grouped_batches
-from flipgate.models.device import autocast, ddp, distributed, shard
+from flipgate.models.device import autocast, ddp, distributed, own_dropout_stream, shard
 from flipgate.params import AUTO, Schedule
 from flipgate.progress import progress
 
@@ -144,6 +145,7 @@ def train_classifier(
     dist = distributed()
     world, rank = (dist.num_processes, dist.process_index) if dist is not None else (1, 0)
     net = ddp(model) if dist is not None else model  # forward and backward through DDP; `model` is the same weights
+    own_dropout_stream(cfg.seed, rank)
     result.processes, result.per_process_batch_size = world, -(-cfg.batch_size // world)
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (dev accuracy, epoch, weights on CPU)
     top = 0.0  # from_fine_tuned: the best dev accuracy so far (best[0] is then the kept epoch's)

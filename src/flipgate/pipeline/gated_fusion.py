@@ -21,12 +21,10 @@ from flipgate.data import update
 from flipgate.io import read_json, write_json, write_parquet
 from flipgate.mitigation.cache import OldLogitCache, distance_stats, sample_cached
 from flipgate.mitigation.ensemble import score
-from flipgate.mitigation.gated_fusion import (
-    FusionOutput,
+from flipgate.mitigation.gated_fusion import FusionOutput, GateConfig, GatedFusion
+from flipgate.mitigation.gated_fusion_train import (
     FusionSchedule,
     FusionTrainResult,
-    GateConfig,
-    GatedFusion,
     build_gated_fusion,
     train_gated_fusion,
 )
