@@ -10,6 +10,12 @@ pred, logits), written atomically.
 
 The predictions are those the pipeline's own stages write for the same model and texts: one call of the
 model's `predict_logits`, in the same batches, on the same device choice.
+
+With --spark (pyspark is an optional extra: pip install 'flipgate[spark]'), the model is scored through
+`mlflow.pyfunc.spark_udf` and OUT is a folder (or an object-store URL) of parquet part files keyed by id,
+the partitioned dataset `flipgate gate` reads; DATA may then also be a folder or URL Spark reads. The
+predictions equal the plain ones (same ids and preds, logits within 1e-5: batches are formed per Spark
+partition). See flipgate.spark.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flipgate.errors import FlipgateError
+from flipgate.argtypes import positive_int
+from flipgate.errors import FlipgateError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +42,30 @@ DEFAULT_BATCH_SIZE = 64
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = __doc__
     p.add_argument("model", metavar="MODEL", help="a model folder, or models:/<name>@<alias> or models:/<name>/<version>")
-    p.add_argument("data", metavar="DATA", type=Path, help="a jsonl, csv or parquet file with columns id, text, label")
-    p.add_argument("out", metavar="OUT", type=Path, help="the predictions .parquet to write")
+    p.add_argument("data", metavar="DATA", help="a jsonl, csv or parquet file with columns id, text, label")
+    p.add_argument("out", metavar="OUT", help="the predictions .parquet to write (with --spark: a folder or URL)")
     p.add_argument("--max-length", type=int, metavar="N",
                    help=f"tokens per text (default: the registered model's, else {DEFAULT_MAX_LENGTH})")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help="texts per batch")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, else cpu), cpu, cuda, ...")
+    spark = p.add_argument_group("Spark (pip install 'flipgate[spark]')")
+    spark.add_argument("--spark", action="store_true",
+                       help="score through mlflow.pyfunc.spark_udf and write OUT as parquet part files keyed by id")
+    spark.add_argument("--partitions", type=positive_int, metavar="N",
+                       help="part files (and scoring tasks) with --spark (default: Spark's default parallelism)")
+    spark.add_argument("--spark-master", metavar="URL",
+                       help="master of the Spark session started here (default local[*]; a running session is used as is)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.spark:
+        return run_spark(args)
+    for flag, value in (("--partitions", args.partitions), ("--spark-master", args.spark_master)):
+        if value is not None:
+            raise UsageError(f"{flag} needs --spark")
     start = time.perf_counter()
-    check_out(args.out)
+    args.data, out_text, args.out = Path(args.data), args.out, Path(args.out)
+    check_out(args.out, out_text)
     examples = read_examples(args.data)
     with tempfile.TemporaryDirectory(prefix="flipgate-predict-") as tmp:
         folder, config = resolve_model(args.model, tmp)
@@ -55,6 +75,26 @@ def run(args: argparse.Namespace) -> int:
     rows = len(table)
     seconds = time.perf_counter() - start
     print(f"flipgate predict: {rows:,} predictions in {seconds:.1f} s ({rows / max(seconds, 1e-9):.1f}/s) -> {args.out}")
+    return 0
+
+
+def run_spark(args: argparse.Namespace) -> int:
+    """--spark: the same checks and model, scored by Spark (flipgate.spark); OUT is a folder or URL."""
+    from flipgate import spark
+
+    start = time.perf_counter()
+    spark.require_pyspark()
+    spark.check_refs(args.data, args.out)
+    with tempfile.TemporaryDirectory(prefix="flipgate-predict-spark-") as tmp:
+        folder, config = resolve_model(args.model, tmp)
+        done = spark.predict(folder, args.data, args.out, columns=DATA_COLUMNS, labels=model_labels(folder),
+                             max_length=args.max_length or config.get("max_length") or DEFAULT_MAX_LENGTH,
+                             batch_size=args.batch_size, device=args.device, partitions=args.partitions,
+                             master=args.spark_master, tmp=tmp)
+    seconds = time.perf_counter() - start
+    print(f"flipgate predict --spark: {done.rows:,} predictions in {seconds:.1f} s ({done.rows / max(seconds, 1e-9):.1f}/s; "
+          f"pyfunc and Spark start {done.start_s:.1f} s, checks {done.checks_s:.1f} s, scoring and writing "
+          f"{done.scoring_s:.1f} s) -> {args.out} ({done.parts} part file(s))")
     return 0
 
 
@@ -159,9 +199,10 @@ def predict_table(folder: Path, examples: pd.DataFrame, max_length: int | None =
     return predictions_frame(examples["id"], labels, logits)
 
 
-def check_out(out: Path) -> None:
-    """Refuse, before any work, an OUT that cannot be written: it must end in .parquet and not be a folder."""
-    if out.is_dir() or str(out).endswith("/"):
+def check_out(out: Path, text: str | None = None) -> None:
+    """Refuse, before any work, an OUT that cannot be written: it must end in .parquet and not be a folder
+    (`text`: OUT as typed, whose trailing slash a Path drops)."""
+    if out.is_dir() or (text or str(out)).endswith("/"):
         raise FlipgateError(f"{out}: is a folder; name a file, e.g. {out / 'regression.parquet'}")
     if out.suffix.lower() != ".parquet":
         raise FlipgateError(f"{out}: OUT is a .parquet file (the predictions table keeps its logits)")
