@@ -217,3 +217,85 @@ def test_majority_vote_tie_goes_to_the_higher_mean_probability_then_the_lower_cl
     # mean p(class 1): example 0 (0.4 + 0.4 + 0.9 + 0.9) / 4 = 0.65; example 1 (0.4 * 3 + 1) / 4 = 0.55
     torch.testing.assert_close(np.exp(np.stack(prob["logits"].to_numpy()))[:2, 1], np.array([0.65, 0.55], dtype=np.float32))
     assert prob["pred"].tolist() == [1, 1, 0]
+
+
+def _run_folder(tmp_path, tiny_bert):
+    """A seed's run folder as the pipeline leaves it before `baselines`: the update's splits, old trained on
+    D_old, new trained from old on D_updated, both models' dev and regression predictions."""
+    from flipgate.data import update
+    from flipgate.io import write_json, write_parquet
+    from flipgate.models.classifier import save_classifier
+    from flipgate.models.predict import predict_logits
+    from flipgate.predictions import predictions_frame
+    from flipgate.stage import Run
+
+    frames = {name: toy_frame(n, seed, name[0]) for name, n, seed in
+              (("old", 64, 0), ("new", 48, 1), ("dev", 40, 2), ("regression", 40, 3))}
+    for df in frames.values():
+        df["label"] = df["label"].astype(str)
+    data = tmp_path / "data"
+    update.save(update.from_files(*frames.values(), add_classes=False), data)
+    run = Run(tmp_path / "run", 0)
+    cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=16, seed=0, max_length=32)
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    for role, split in (("old", "old"), ("new", "updated")):
+        set_seed(0)
+        df = update.load_split(data, split)
+        res = train_classifier(model, tok, df["text"].tolist(), df["label"].to_numpy(), cfg, CPU)
+        save_classifier(model, tok, run.models / role, {"role": role, "labels": ["0", "1"]})
+        for s in ("dev", "regression"):
+            ev = update.load_split(data, s)
+            logits = predict_logits(model, tok, ev["text"].tolist(), CPU, 32, 32)
+            write_parquet(predictions_frame(ev["id"], ev["label"], logits), run.predictions / role / f"{s}.parquet")
+        if role == "new":
+            write_json({"train_seconds": res.seconds}, run.reports / "train" / "new.json")
+    return run, data, cfg
+
+
+def test_bcwi_stacked_over_a_baseline(tmp_path, tiny_bert):
+    """Stage baselines with KD on and BCWI stacked over it: the stacked model is old and KD's chosen model
+    interpolated at the chosen alpha (bitwise), its alpha 0 is KD itself, its tables are what the saved
+    model predicts, and every method that is off writes only off.json."""
+    from flipgate.io import read_json
+    from flipgate.mitigation.bcwi import interpolate
+    from flipgate.models.predict import predict_logits
+    from flipgate.params import Baselines, Base, Gate, Schedule
+    from flipgate.pipeline.baselines import METHODS, STACK, run_stage
+    from flipgate.predictions import read_predictions
+
+    run, data, _ = _run_folder(tmp_path, tiny_bert)
+    p = Baselines(kd={"enabled": True, "lambdas": [1.0], "temperatures": [2.0]}, objective="tolerance",
+                  tolerance=100, bcwi_stack={"enabled": True, "over": "kd", "alphas": [0.0, 0.5, 0.9]})
+    hp = Schedule(epochs=2, lr=5e-3, batch_size=16)
+    run_stage(run, data, Base(model=str(tiny_bert), max_length=32, eval_batch_size=32, device="cpu"), p, hp, Gate())
+    report = read_json(run.reports / "baselines.json")
+    assert sorted(report["off"]) == sorted([m for m in METHODS if m != "kd"])
+    for m in report["off"]:
+        assert [f.name for f in (run.predictions / m).iterdir()] == ["off.json"]
+    stacked = report["methods"][STACK]
+    assert stacked["over"] == "kd" and stacked["alpha"] in (0.0, 0.5, 0.9)
+    dev_curve = {r["alpha"]: r for r in stacked["curve"] if r["split"] == "dev"}
+    assert sorted(dev_curve) == [0.0, 0.5, 0.9]
+    assert dev_curve[0.0]["accuracy"] == report["methods"]["kd"]["metrics"]["dev"]["accuracy"]
+    # the saved stacked model is the interpolation of old and KD at the chosen alpha, bitwise
+    old, _ = load_classifier(str(run.models / "old"))
+    kd, _ = load_classifier(str(run.models / "kd"))
+    want = interpolate(old.state_dict(), kd.state_dict(), stacked["alpha"])
+    got, tok = load_classifier(str(run.models / STACK))
+    _assert_bitwise({k: v for k, v in got.state_dict().items()}, {k: want[k] for k in got.state_dict()})
+    # its predictions are the saved model's
+    table = read_predictions(run.predictions / STACK / "regression.parquet")
+    from flipgate.data import update
+    reg = update.load_split(data, "regression")
+    logits = predict_logits(got, tok, reg["text"].tolist(), CPU, 32, 32)
+    assert (table["pred"].to_numpy() == logits.argmax(1)).all()
+    assert np.allclose(np.stack(table["logits"].to_numpy()), logits, atol=1e-5)
+
+
+def test_bcwi_stack_over_a_method_that_is_off_is_refused():
+    from pydantic import ValidationError
+
+    from flipgate.params import Baselines
+
+    with pytest.raises(ValidationError, match=r"baselines.focal_distill.enabled: true"):
+        Baselines(bcwi_stack={"enabled": True, "over": "focal_distill"})

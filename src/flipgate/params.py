@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 from flipgate.errors import FlipgateError
 
@@ -246,6 +247,15 @@ class MixoutGrid(Section):
     p: Annotated[list[float], AfterValidator(_mixout_p)] = Field(default_factory=lambda: [0.5])
 
 
+class BcwiStack(Section):
+    """Mitigations that stack: the chosen model of baseline `over`, interpolated with old (BCWI) at `alphas`,
+    alpha chosen on dev by the baselines' rule; written as predictions/bcwi_stacked (no training)."""
+
+    enabled: bool = False
+    over: Literal["kd", "focal_distill", "dynamic_distill", "prior_wd", "ewc", "mixout"] = "focal_distill"
+    alphas: Alphas = Field(default_factory=lambda: [round(i / 10, 1) for i in range(10)])
+
+
 class Baselines(Choosing):
     """The seeds' baselines (stage `baselines`): new trained from old with an extra loss or regulariser, on
     train_new's schedule; each grid point is one more training of new, chosen on dev (as bcwi)."""
@@ -256,6 +266,14 @@ class Baselines(Choosing):
     prior_wd: StrengthGrid = Field(default_factory=StrengthGrid)
     ewc: EwcGrid = Field(default_factory=EwcGrid)
     mixout: MixoutGrid = Field(default_factory=MixoutGrid)
+    bcwi_stack: BcwiStack = Field(default_factory=BcwiStack)
+
+    @model_validator(mode="after")
+    def _stack_over_enabled(self) -> Baselines:
+        if self.bcwi_stack.enabled and not getattr(self, self.bcwi_stack.over).enabled:
+            raise ValueError(f"bcwi_stack.over is {self.bcwi_stack.over}, which is not enabled: set "
+                             f"baselines.{self.bcwi_stack.over}.enabled: true (the model it interpolates with old)")
+        return self
 
     def grid(self, method: str) -> list[dict]:
         """The method's grid points as knob dicts (empty when it is not enabled)."""

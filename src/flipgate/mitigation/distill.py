@@ -76,7 +76,7 @@ def distill_term(kind: Kind, old_logits: np.ndarray, labels: np.ndarray, lam: fl
     """The `extra_loss(logits, idx, model)` for models.train.train_classifier: old's logits and the gold
     labels of the training set (row i = training example i) looked up by the batch's indices."""
     old = torch.as_tensor(np.asarray(old_logits, dtype=np.float32))
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)
     if len(old) != len(y):
         raise ValueError(f"old's training logits have {len(old)} rows for {len(y)} training examples")
 

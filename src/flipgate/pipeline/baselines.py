@@ -191,6 +191,55 @@ def run_method(
     return MethodResult(method, chosen, report)
 
 
+STACK = "bcwi_stacked"  # the folder of BCWI over a baseline's chosen model
+
+
+def stack_bcwi(
+    over: str, chosen: PointResult, alphas: list[float], old_dir: str, labels: list[str],
+    eval_splits: dict[str, pd.DataFrame], old_tables: dict[str, pd.DataFrame], new_tables: dict[str, pd.DataFrame],
+    old: OldState, rule: Rule, device: torch.device, eval_batch_size: int, max_length: int,
+) -> tuple[dict, dict[str, pd.DataFrame], dict[str, torch.Tensor]]:
+    """Mitigations that stack: BCWI between old and `over`'s chosen model (alpha 0: that model, 1: old, never
+    picked), alpha chosen on dev by `rule` with new as the tolerance rule's reference, as the bcwi stage
+    chooses. Returns the report, the chosen alpha's tables and its weights (on CPU)."""
+    from flipgate.mitigation.bcwi import interpolate_into
+    from flipgate.mitigation.bcwi_sweep import sweep
+    from flipgate.pipeline.bcwi import head_keys
+
+    start = time.perf_counter()
+    o = {s: align(eval_splits[s], old_tables[s], f"split {s}", f"predictions/old/{s}", "rerun train_old")
+         for s in eval_splits}
+    n_dev = align(eval_splits["dev"], new_tables["dev"], "split dev", "predictions/new/dev", "rerun train_new")
+    mine = {s: align(eval_splits[s], t, f"split {s}", f"{over} {s}", "rerun baselines") for s, t in chosen.tables.items()}
+    model, tok = load_classifier(old_dir, labels)
+    model.load_state_dict(chosen.weights)
+    model.to(device)
+    known = {0.0: mine}
+    if len(labels) == len(o["dev"]["logits"].iloc[0]):
+        known[1.0] = o
+    grid = sorted({*alphas, 0.0})
+    res = sweep(model, tok, old.weights, chosen.weights, grid, eval_splits, o, device, eval_batch_size, max_length,
+                grow_keys=head_keys(model), known=known)
+    choice = choose(Options.from_tables({a: t["dev"] for a, t in res.predictions.items() if a < 1.0}, o["dev"], n_dev,
+                                        trend="down", where=f"bcwi over {over}"), rule)
+    alpha = choice.key
+    interpolate_into(model, old.weights, chosen.weights, alpha, None, head_keys(model))
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    tables = res.predictions[alpha]
+    log.info("bcwi over %s: alpha %.2f chosen on dev, in %.0f%% of dev resamples (%s)", over, alpha,
+             100 * choice.stability, choice.reason)
+    report = {
+        "method": STACK, "over": over, "over_knobs": chosen.knobs, "alpha": alpha, "admissible": choice.admissible,
+        "reason": choice.reason, "stability": choice.stability, "distribution": choice.as_dict()["distribution"],
+        "curve": [{"variant": STACK, **r} for r in res.rows],
+        "metrics": {s: score(tables[s], o[s], align(eval_splits[s], new_tables[s], f"split {s}",
+                                                     f"predictions/new/{s}", "rerun train_new"))
+                    for s in eval_splits},
+        "timing": {"sweep_seconds": round(time.perf_counter() - start, 2), "train_seconds": 0.0},
+    }
+    return report, tables, weights
+
+
 # --------------------------------------------------------------------------------------------- the stage
 
 
@@ -215,7 +264,8 @@ def old_fisher(run: Run, data_dir: Path, old_dir: Path, max_examples: int, devic
 
 
 def write_off(run: Run, method: str) -> None:
-    why = {"method": method, "state": "off", "why": f"baselines.{method}.enabled is false"}
+    key = "bcwi_stack" if method == STACK else method
+    why = {"method": method, "state": "off", "why": f"baselines.{key}.enabled is false"}
     for folder in (run.models / method, run.predictions / method):
         with atomic_path(folder, folder=True) as tmp:
             tmp.mkdir()
@@ -228,9 +278,10 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: Baselines, hp: Schedule, 
     predictions/<method>/{dev,regression}.parquet (a method that is off: only off.json in both), and
     reports/baselines.json. `hp`: train_new's schedule, which every grid point trains with."""
     grids = {m: p.grid(m) for m in METHODS}
-    for method in (m for m, g in grids.items() if not g):
+    off = [m for m, g in grids.items() if not g] + ([] if p.bcwi_stack.enabled else [STACK])
+    for method in off:
         write_off(run, method)
-    report: dict = {"methods": {}, "off": [m for m, g in grids.items() if not g]}
+    report: dict = {"methods": {}, "off": off}
     if not any(grids.values()):
         write_json(report, run.reports / "baselines.json")
         return
@@ -272,9 +323,22 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: Baselines, hp: Schedule, 
         model.load_state_dict(res.chosen.weights)
         save_classifier(model, tok, run.models / method,
                         {"role": method, "seed": run.seed, "knobs": res.chosen.knobs, "labels": labels})
-        with atomic_path(run.predictions / method, folder=True) as tmp:  # replaces an earlier off.json
-            tmp.mkdir()
-            for split, table in res.chosen.tables.items():
-                write_parquet(table, tmp / f"{split}.parquet")
+        write_tables(run.predictions / method, res.chosen.tables)
         report["methods"][method] = res.report
+        if p.bcwi_stack.enabled and method == p.bcwi_stack.over:
+            stacked, tables, weights = stack_bcwi(method, res.chosen, p.bcwi_stack.alphas, str(old_dir), labels,
+                                                  splits, preds["old"], preds["new"], old, rule, device,
+                                                  base.eval_batch_size, base.max_length)
+            model.load_state_dict(weights)
+            save_classifier(model, tok, run.models / STACK, {"role": STACK, "seed": run.seed, "over": method,
+                                                             "alpha": stacked["alpha"], "labels": labels})
+            write_tables(run.predictions / STACK, tables)
+            report["methods"][STACK] = stacked
     write_json(report, run.reports / "baselines.json")
+
+
+def write_tables(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    with atomic_path(folder, folder=True) as tmp:  # replaces an earlier off.json
+        tmp.mkdir()
+        for split, table in tables.items():
+            write_parquet(table, tmp / f"{split}.parquet")
