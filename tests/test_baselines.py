@@ -219,9 +219,10 @@ def test_majority_vote_tie_goes_to_the_higher_mean_probability_then_the_lower_cl
     assert prob["pred"].tolist() == [1, 1, 0]
 
 
-def _run_folder(tmp_path, tiny_bert):
+def _run_folder(tmp_path, tiny_bert, old_layers=None):
     """A seed's run folder as the pipeline leaves it before `baselines`: the update's splits, old trained on
-    D_old, new trained from old on D_updated, both models' dev and regression predictions."""
+    D_old, new trained from old on D_updated, both models' dev and regression predictions. With
+    `old_layers` (a model upgrade): old is the tiny BERT cut to that many layers, new the whole one."""
     from flipgate.data import update
     from flipgate.io import write_json, write_parquet
     from flipgate.models.classifier import save_classifier
@@ -237,9 +238,15 @@ def _run_folder(tmp_path, tiny_bert):
     update.save(update.from_files(*frames.values(), add_classes=False), data)
     run = Run(tmp_path / "run", 0)
     cfg = TrainConfig(epochs=2, lr=5e-3, batch_size=16, seed=0, max_length=32)
+    from flipgate.models.classifier import keep_layers
+
     model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    if old_layers:
+        model = keep_layers(model, old_layers)
     for role, split in (("old", "old"), ("new", "updated")):
         set_seed(0)
+        if role == "new" and old_layers:
+            model, tok = load_classifier(str(tiny_bert), ["0", "1"])
         df = update.load_split(data, split)
         res = train_classifier(model, tok, df["text"].tolist(), df["label"].to_numpy(), cfg, CPU)
         save_classifier(model, tok, run.models / role, {"role": role, "labels": ["0", "1"]})
@@ -299,3 +306,51 @@ def test_bcwi_stack_over_a_method_that_is_off_is_refused():
 
     with pytest.raises(ValidationError, match=r"baselines.focal_distill.enabled: true"):
         Baselines(bcwi_stack={"enabled": True, "over": "focal_distill"})
+
+
+def test_keep_layers_cuts_the_stack_and_reloads_cut(tiny_bert, tmp_path):
+    from flipgate.errors import FlipgateError
+    from flipgate.models.classifier import keep_layers, save_classifier
+
+    model, tok = load_classifier(str(tiny_bert), ["0", "1"])
+    full = {k: v.clone() for k, v in model.state_dict().items()}
+    cut = keep_layers(model, 1)
+    assert cut.config.num_hidden_layers == 1 and len(cut.bert.encoder.layer) == 1
+    sd = cut.state_dict()
+    assert not any(".layer.1." in k for k in sd)
+    _assert_bitwise(sd, {k: full[k] for k in sd})  # what is kept is the first layer, untouched
+    save_classifier(cut, tok, tmp_path / "cut", {"labels": ["0", "1"]})
+    again, _ = load_classifier(str(tmp_path / "cut"))
+    assert len(again.bert.encoder.layer) == 1
+    _assert_bitwise(again.state_dict(), sd)
+    with pytest.raises(FlipgateError, match="base.old_layers: 5, but the model has 2 layers"):
+        keep_layers(load_classifier(str(tiny_bert), ["0", "1"])[0], 5)
+
+
+def test_a_model_upgrade_distils_and_skips_the_weight_methods(tmp_path, tiny_bert):
+    """old is a 1-layer cut, new the 2-layer model: KD trains new from base.model (a fresh head, not old's
+    weights); prior WD and BCWI over KD are skipped with the reason; the bcwi stage writes only why."""
+    from flipgate.io import read_json
+    from flipgate.params import Baselines, Base, Bcwi, Gate, Schedule
+    from flipgate.pipeline import bcwi as bcwi_stage
+    from flipgate.pipeline.baselines import STACK, run_stage
+
+    run, data, _ = _run_folder(tmp_path, tiny_bert, old_layers=1)
+    base = Base(model=str(tiny_bert), max_length=32, eval_batch_size=32, device="cpu", old_layers=1)
+    assert base.upgrade and base.old_init == str(tiny_bert)
+    p = Baselines(kd={"enabled": True}, prior_wd={"enabled": True}, objective="tolerance", tolerance=100,
+                  bcwi_stack={"enabled": True, "over": "kd"})
+    run_stage(run, data, base, p, Schedule(epochs=2, lr=5e-3, batch_size=16), Gate())
+    report = read_json(run.reports / "baselines.json")
+    assert set(report["skipped"]) == {"prior_wd", STACK}
+    for m in ("prior_wd", STACK):
+        assert "different architectures" in read_json(run.predictions / m / "off.json")["why"]
+    assert "ewc" in report["off"] and "prior_wd" not in report["off"]
+    kd, _ = load_classifier(str(run.models / "kd"))
+    assert len(kd.bert.encoder.layer) == 2  # new's architecture
+    assert (run.predictions / "kd" / "regression.parquet").is_file()
+    bcwi_stage.run_stage(run, data, base, Bcwi(), Gate())
+    assert "different architectures" in read_json(run.reports / "bcwi.json")["skipped"]
+    assert read_json(run.predictions / "bcwi" / "off.json")["state"] == "off"
+    assert read_json(run.reports / "bcwi_curve.json")["rows"] == []
+    assert (run.reports / "bcwi_curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -145,3 +145,34 @@ def test_bcwi_within_budget_is_promoted_where_the_old_rule_fell_back_to_new(tiny
     assert promote.returncode == 0, promote.stderr[-3000:]
     promotion = json.loads((tmp_path / "reports" / "promotion.json").read_text())
     assert promotion["verdict"] == "pass" and "champion" in promotion["aliases"]
+
+
+def test_a_model_upgrade_through_the_stage_scripts(tiny_bert, tmp_path):
+    """base.old_layers: 1: old is the tiny BERT cut to one layer, new starts from the whole model (not from
+    old's weights), BCWI says why it skips, Gated Fusion fuses the two architectures and predicts."""
+    data = tmp_path / "userdata"
+    data.mkdir()
+    for name, (n, seed) in {"old": (200, 0), "new": (40, 1), "dev": (40, 2), "reg": (40, 3)}.items():
+        many_class_frame(n, seed, name[0]).to_json(data / f"{name}.jsonl", orient="records", lines=True)
+    params = base_params(tiny_bert)
+    params["base"]["old_layers"] = 1
+    params["data"].update(source="files", files={"old": "userdata/old.jsonl", "new": ["userdata/new.jsonl"],
+                                                 "dev": "userdata/dev.jsonl", "regression": "userdata/reg.jsonl"})
+    for role in ("train_old", "train_new", "gated_fusion"):
+        params[role].update(epochs=1, lr=1e-3)
+    params["gated_fusion"].update(gate_epochs=2)
+    env = project(tmp_path, params)
+    for args in (("stages/update.py", "data/update"), ("stages/train.py", "old", "data/update"),
+                 ("stages/train.py", "new", "data/update"), ("stages/bcwi.py", "data/update"),
+                 ("stages/gated_fusion.py", "data/update")):
+        done = stage(tmp_path, env, *args)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+    old = json.loads((tmp_path / "reports" / "train" / "old.json").read_text())
+    new = json.loads((tmp_path / "reports" / "train" / "new.json").read_text())
+    assert old["layers"] == 1 and old["init"] == str(tiny_bert)
+    assert new["init"] == str(tiny_bert) and "layers" not in new
+    assert len(load_classifier(str(tmp_path / "models" / "old"))[0].bert.encoder.layer) == 1
+    assert len(load_classifier(str(tmp_path / "models" / "new"))[0].bert.encoder.layer) == 2
+    assert "different architectures" in json.loads((tmp_path / "reports" / "bcwi.json").read_text())["skipped"]
+    gf = pd.read_parquet(tmp_path / "predictions" / "gated_fusion" / "regression.parquet")
+    assert len(gf) == 40 and len(gf["logits"].iloc[0]) == 20

@@ -36,6 +36,27 @@ class Base(Section):
     max_length: int = Field(128, gt=0)
     eval_batch_size: int = Field(64, gt=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # A model upgrade (either set): old is another architecture than new. old starts from `old_model`
+    # (null: `model`) cut to its first `old_layers` transformer layers (null: all); new starts from `model`
+    # instead of old's weights, and the methods that need one architecture (BCWI, prior WD, EWC, Mixout) skip.
+    old_model: str | None = None
+    old_layers: int | None = Field(None, gt=0)
+
+    @property
+    def upgrade(self) -> bool:
+        return self.old_model is not None or self.old_layers is not None
+
+    @property
+    def old_init(self) -> str:
+        return self.old_model or self.model
+
+    @property
+    def no_weight_mixing(self) -> str | None:
+        """Why the methods that mix or compare old's and new's weights skip (None: they run)."""
+        if not self.upgrade:
+            return None
+        return ("a model upgrade (base.old_model / base.old_layers set): old and new have different "
+                "architectures, so their weights cannot be mixed or compared")
 
 
 class Files(Section):

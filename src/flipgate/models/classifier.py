@@ -56,6 +56,23 @@ def load_classifier(
     return model, tokenizer
 
 
+def keep_layers(model: PreTrainedModel, k: int) -> PreTrainedModel:
+    """The model cut to its first `k` transformer layers (a smaller model of the same family, e.g. for the
+    old side of a model upgrade), in place; the config says so, so the saved folder reloads as cut."""
+    stacks = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers")]
+    if len(stacks) != 1:
+        raise FlipgateError(f"base.old_layers: cannot find the one stack of transformer layers in "
+                            f"{type(model).__name__} (found {[n for n, _ in stacks]}); use base.old_model instead")
+    name, layers = stacks[0]
+    if k > len(layers):
+        raise FlipgateError(f"base.old_layers: {k}, but the model has {len(layers)} layers; set at most {len(layers)}")
+    parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+    setattr(parent, name.split(".")[-1], torch.nn.ModuleList(list(layers)[:k]))
+    model.config.num_hidden_layers = k
+    return model
+
+
 def is_fine_tuned(name_or_path: str) -> bool:
     """A classifier this project trained (its folder has flipgate.json), not a pretrained encoder."""
     return (Path(resolve_model(name_or_path)) / "flipgate.json").exists()

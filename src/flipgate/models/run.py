@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from flipgate.io import write_parquet
-from flipgate.models.classifier import classification_head, is_fine_tuned, load_classifier, save_classifier
+from flipgate.models.classifier import classification_head, is_fine_tuned, keep_layers, load_classifier, save_classifier
 from flipgate.models.device import distributed, is_main_process, set_seed
 from flipgate.models.fit import fit_checks, unfit_line
 from flipgate.models.predict import predict_logits
@@ -99,13 +99,17 @@ def fine_tune(
     predictions_dir: str | Path,
     eval_batch_size: int,
     meta: dict,
+    layers: int | None = None,
 ) -> dict:
     """Seed, load `init` with a head for `labels`, train on `train_df` (dev accuracy after every epoch: the
     adaptive schedule keeps the best), save, predict, check the model is fit to judge. Returns a summary.
     `cfg.head_lr` applies only to a freshly initialised head (init is not a fine-tuned classifier); a
-    fine-tuned init trains with the noise-tolerant adaptive rule (`from_fine_tuned`, models/train.py)."""
+    fine-tuned init trains with the noise-tolerant adaptive rule (`from_fine_tuned`, models/train.py).
+    `layers`: keep only init's first `layers` transformer layers (a smaller model, models.classifier.keep_layers)."""
     set_seed(cfg.seed)
     model, tokenizer = load_classifier(init, labels)
+    if layers is not None:
+        model = keep_layers(model, layers)
     fresh = not is_fine_tuned(init)
     log.info("training from %s on %d examples: %s, lr %g%s, batch %d", init, len(train_df),
              f"up to {cfg.epochs} epochs (patience {cfg.patience})" if cfg.patience else f"{cfg.epochs} epochs",
@@ -118,10 +122,12 @@ def fine_tune(
         head=classification_head(model) if fresh else None,
     )
     if is_main_process():
-        save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels})
+        save_classifier(model, tokenizer, model_dir, {**meta, "init": init, "labels": labels,
+                                                      **({"layers": layers} if layers is not None else {})})
     tables = write_predictions(model, tokenizer, eval_splits, predictions_dir, device, eval_batch_size, cfg.max_length)
     summary = {
         "init": init,
+        **({"layers": layers} if layers is not None else {}),
         "train_examples": len(train_df),
         **schedule_summary(result, cfg),
         "epoch_loss": [round(x, 5) for x in result.epoch_loss],

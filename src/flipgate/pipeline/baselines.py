@@ -28,7 +28,7 @@ from flipgate.mitigation.distill import distill_term
 from flipgate.mitigation.ensemble import score
 from flipgate.mitigation.regularise import l2_towards, mixout
 from flipgate.mitigation.selection_rule import Options, Rule, choose, rule_from
-from flipgate.models.classifier import load_classifier, save_classifier
+from flipgate.models.classifier import classification_head, is_fine_tuned, load_classifier, save_classifier
 from flipgate.models.device import get_device, set_seed
 from flipgate.models.predict import predict_logits
 from flipgate.models.run import check_fit, dev_accuracy_hook, schedule_summary
@@ -97,20 +97,23 @@ class PointResult:
 
 
 def train_point(
-    method: str, knobs: dict, old_dir: str, labels: list[str], train_df: pd.DataFrame,
+    method: str, knobs: dict, init: str, labels: list[str], train_df: pd.DataFrame,
     eval_splits: dict[str, pd.DataFrame], cfg: TrainConfig, old: OldState, device: torch.device,
     eval_batch_size: int,
 ) -> PointResult:
-    """One training of new from old with `method` at `knobs`, then its dev and regression predictions."""
+    """One training of new from `init` (old's folder; in a model upgrade base.model, as train_new) with
+    `method` at `knobs`, then its dev and regression predictions."""
     set_seed(cfg.seed)
-    model, tok = load_classifier(old_dir, labels)
-    cfg = replace(cfg, head_lr=None, from_fine_tuned=True)  # new's schedule from a fine-tuned start
+    model, tok = load_classifier(init, labels)
+    fresh = not is_fine_tuned(init)
+    if not fresh:
+        cfg = replace(cfg, head_lr=None, from_fine_tuned=True)  # new's schedule from a fine-tuned start
     hook = dev_accuracy_hook(model, tok, eval_splits["dev"], device, eval_batch_size, cfg.max_length)
     extra = penalty(method, knobs, old, train_df["label"].to_numpy())(model)
-    log.info("%s %s: training from old on %d examples", method, point_name(knobs), len(train_df))
+    log.info("%s %s: training from %s on %d examples", method, point_name(knobs), init, len(train_df))
     with weights_transform(method, knobs, old, model):
         result = train_classifier(model, tok, train_df["text"].tolist(), train_df["label"].to_numpy(), cfg, device,
-                                  hook, extra_loss=extra)
+                                  hook, extra_loss=extra, head=classification_head(model) if fresh else None)
     tables = {}
     for split, df in eval_splits.items():
         logits = predict_logits(model, tok, df["text"].tolist(), device, eval_batch_size, cfg.max_length)
@@ -139,7 +142,7 @@ class MethodResult:
 
 
 def run_method(
-    method: str, grid: list[dict], old_dir: str, labels: list[str], train_df: pd.DataFrame,
+    method: str, grid: list[dict], init: str, labels: list[str], train_df: pd.DataFrame,
     eval_splits: dict[str, pd.DataFrame], old_tables: dict[str, pd.DataFrame], new_tables: dict[str, pd.DataFrame],
     cfg: TrainConfig, old: OldState, rule: Rule, device: torch.device, eval_batch_size: int,
     new_train_seconds: float | None, setup_seconds: float = 0.0,
@@ -156,7 +159,7 @@ def run_method(
     points = {}
     rows = []
     for knobs in grid:
-        res = train_point(method, knobs, old_dir, labels, train_df, eval_splits, cfg, old, device, eval_batch_size)
+        res = train_point(method, knobs, init, labels, train_df, eval_splits, cfg, old, device, eval_batch_size)
         name = point_name(knobs)
         points[name] = res
         for split, (o, n) in aligned.items():
@@ -263,9 +266,12 @@ def old_fisher(run: Run, data_dir: Path, old_dir: Path, max_examples: int, devic
     return normalise_fisher(fisher), time.perf_counter() - start
 
 
-def write_off(run: Run, method: str) -> None:
+MIXING = ("prior_wd", "ewc", "mixout", STACK)  # the methods that need old's and new's weights to share shapes
+
+
+def write_off(run: Run, method: str, reason: str | None = None) -> None:
     key = "bcwi_stack" if method == STACK else method
-    why = {"method": method, "state": "off", "why": f"baselines.{key}.enabled is false"}
+    why = {"method": method, "state": "off", "why": reason or f"baselines.{key}.enabled is false"}
     for folder in (run.models / method, run.predictions / method):
         with atomic_path(folder, folder=True) as tmp:
             tmp.mkdir()
@@ -278,10 +284,19 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: Baselines, hp: Schedule, 
     predictions/<method>/{dev,regression}.parquet (a method that is off: only off.json in both), and
     reports/baselines.json. `hp`: train_new's schedule, which every grid point trains with."""
     grids = {m: p.grid(m) for m in METHODS}
-    off = [m for m, g in grids.items() if not g] + ([] if p.bcwi_stack.enabled else [STACK])
+    stack = p.bcwi_stack.enabled
+    skipped = {}
+    if base.no_weight_mixing:  # a model upgrade: the weight-space methods cannot run
+        skipped = {m: base.no_weight_mixing for m in MIXING if (stack if m == STACK else grids[m])}
+        grids.update({m: [] for m in skipped if m != STACK})
+        stack = stack and STACK not in skipped
+    off = [m for m, g in grids.items() if not g and m not in skipped] + ([] if stack or STACK in skipped else [STACK])
     for method in off:
         write_off(run, method)
-    report: dict = {"methods": {}, "off": off}
+    for method, why in skipped.items():
+        log.warning("%s: skipped: %s", method, why)
+        write_off(run, method, why)
+    report: dict = {"methods": {}, "off": off, "skipped": skipped}
     if not any(grids.values()):
         write_json(report, run.reports / "baselines.json")
         return
@@ -298,8 +313,9 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: Baselines, hp: Schedule, 
     if new_seconds is None:
         log.warning("%s has no train_seconds: the training-time ratios are not reported", new_report)
     old_dir = run.models / "old"
-    old_model, tok = load_classifier(str(old_dir))
-    weights = {k: v.detach().clone() for k, v in old_model.state_dict().items()}
+    init = base.model if base.upgrade else str(old_dir)  # where new starts, as train_new
+    old_model, _ = load_classifier(str(old_dir))
+    weights = {} if base.upgrade else {k: v.detach().clone() for k, v in old_model.state_dict().items()}
     del old_model
     logits, logits_s = None, 0.0
     if any(grids[m] for m in DISTILL):  # one forward pass of old over D_updated, shared by every distillation
@@ -317,15 +333,15 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: Baselines, hp: Schedule, 
         if not grid:
             continue
         setup = logits_s if method in DISTILL else fisher_s if method == "ewc" else 0.0
-        res = run_method(method, grid, str(old_dir), labels, train_df, splits, preds["old"], preds["new"], cfg, old,
+        res = run_method(method, grid, init, labels, train_df, splits, preds["old"], preds["new"], cfg, old,
                          rule, device, base.eval_batch_size, new_seconds, setup)
-        model, _ = load_classifier(str(old_dir), labels)
+        model, tok = load_classifier(init, labels)
         model.load_state_dict(res.chosen.weights)
         save_classifier(model, tok, run.models / method,
                         {"role": method, "seed": run.seed, "knobs": res.chosen.knobs, "labels": labels})
         write_tables(run.predictions / method, res.chosen.tables)
         report["methods"][method] = res.report
-        if p.bcwi_stack.enabled and method == p.bcwi_stack.over:
+        if stack and method == p.bcwi_stack.over:
             stacked, tables, weights = stack_bcwi(method, res.chosen, p.bcwi_stack.alphas, str(old_dir), labels,
                                                   splits, preds["old"], preds["new"], old, rule, device,
                                                   base.eval_batch_size, base.max_length)

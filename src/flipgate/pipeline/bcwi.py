@@ -22,7 +22,7 @@ from flipgate.mitigation.bcwi_sweep import correct_count, sweep
 from flipgate.models.classifier import classifier_head, load_classifier, save_classifier
 from flipgate.models.device import get_device
 from flipgate.predictions import align, read_predictions
-from flipgate.report.plots import bcwi_curve_png
+from flipgate.report.plots import bcwi_curve_png, note_png
 
 if TYPE_CHECKING:
     from flipgate.params import Base, Bcwi, Gate
@@ -35,7 +35,11 @@ SPLITS = ("dev", "regression")
 
 def run_stage(run: Run, data_dir: Path, base: Base, bcwi: Bcwi, gate: Gate) -> None:
     """Reads the run's models/{old,new,fisher,soup} and predictions/{old,new}; writes its models/bcwi,
-    predictions/bcwi and reports/bcwi.json, bcwi_curve.{json,png}, bcwi_sweep_dev.parquet."""
+    predictions/bcwi and reports/bcwi.json, bcwi_curve.{json,png}, bcwi_sweep_dev.parquet. In a model upgrade
+    every one of them says only why BCWI skipped (off.json in the folders, `skipped` in the JSON)."""
+    if base.no_weight_mixing:
+        write_skipped(run, base.no_weight_mixing)
+        return
     model_root, fisher_dir = run.models, run.models / "fisher"
     labels, _ = update.load_labels(data_dir)
     splits = {s: update.load_split(data_dir, s) for s in SPLITS}
@@ -58,6 +62,19 @@ def run_stage(run: Run, data_dir: Path, base: Base, bcwi: Bcwi, gate: Gate) -> N
     result["new_dev_ci_halfwidth"] = half
     save_selected(result, labels, fisher, model_root / "bcwi", run.predictions / "bcwi")
     write_reports(result, run.reports)
+
+
+def write_skipped(run: Run, why: str) -> None:
+    log.warning("bcwi: skipped: %s", why)
+    for folder in (run.models / "bcwi", run.predictions / "bcwi"):
+        with atomic_path(folder, folder=True) as tmp:
+            tmp.mkdir()
+            write_json({"method": "bcwi", "state": "off", "why": why}, tmp / "off.json")
+    write_json({"rows": [], "skipped": why}, run.reports / "bcwi_curve.json")
+    write_parquet(pd.DataFrame(columns=["id", "label", "pred", "variant", "alpha"]), run.reports / "bcwi_sweep_dev.parquet")
+    write_json({"skipped": why}, run.reports / "bcwi.json")
+    with atomic_path(run.reports / "bcwi_curve.png", folder=False) as tmp:
+        tmp.write_bytes(note_png("BCWI: skipped", why))
 
 
 def head_keys(model: torch.nn.Module) -> frozenset[str]:

@@ -25,8 +25,9 @@ def run_stage(run: Run, data_dir: Path, base: Base, bcwi: Bcwi) -> None:
     out = run.models / "fisher"
     with atomic_path(out, folder=True) as tmp:
         tmp.mkdir()
-        if "fisher" not in bcwi.variants:
-            write_json({"fisher": "off", "why": "bcwi.variants has no fisher"}, tmp / "off.json")
+        if "fisher" not in bcwi.variants or base.upgrade:
+            why = base.no_weight_mixing or "bcwi.variants has no fisher"
+            write_json({"fisher": "off", "why": why}, tmp / "off.json")
             return
         set_seed(run.seed)
         d_old = update.load_split(data_dir, "old")

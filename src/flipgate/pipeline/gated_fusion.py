@@ -52,7 +52,8 @@ def run_stage(run: Run, data_dir: Path, base: Base, p: GatedFusionParams) -> Non
     splits = {s: update.load_split(data_dir, s) for s in ("dev", "regression")}
     old_tables = {s: read_predictions(pred_root / "old" / f"{s}.parquet") for s in splits}
     new_tables = {s: read_predictions(pred_root / "new" / f"{s}.parquet") for s in splits}
-    init = {"old": str(model_root / "old"), "base": base.model}.get(p.init, p.init)
+    # init old: new starts where train_new starts (old's weights; in a model upgrade base.model)
+    init = {"old": base.model if base.upgrade else str(model_root / "old"), "base": base.model}.get(p.init, p.init)
     config = GateConfig(variant=p.variant, temperature=p.temperature, hidden=p.gate_hidden, dropout=p.gate_dropout,
                         inputs=p.gate_inputs or ("embedding" if p.variant == "paper" else "both"))
     schedule = FusionSchedule(

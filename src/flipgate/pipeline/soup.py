@@ -22,10 +22,10 @@ def run_stage(run: Run, data_dir: Path, base: Base, bcwi: Bcwi, train_new: Train
     """Reads the run's models/{old,new}; writes the averaged model to its models/soup. Members: new (the
     run's seed) and k - 1 more trained with new's schedule from seeds seed+1 ... seed+k-1."""
     out = run.models / "soup"
-    if "soup" not in bcwi.variants:
+    if "soup" not in bcwi.variants or base.upgrade:
         with atomic_path(out, folder=True) as tmp:
             tmp.mkdir()
-            write_json({"soup": "off", "why": "bcwi.variants has no soup"}, tmp / "off.json")
+            write_json({"soup": "off", "why": base.no_weight_mixing or "bcwi.variants has no soup"}, tmp / "off.json")
         return
     labels, _ = update.load_labels(data_dir)
     cfg = TrainConfig.from_schedule(train_new, base.max_length, run.seed)  # new's schedule, for every member

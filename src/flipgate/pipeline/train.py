@@ -31,7 +31,8 @@ TRAIN_SPLIT = {"old": "old", "target": "updated", "new": "updated"}  # role -> t
 
 def run_stage(run: Run, role: str, data_dir: str | Path) -> None:
     """Writes the run's models/<role>, predictions/<role> and reports/train/<role>.json (process 0 only).
-    old and target start from base.model, new from the run's models/old."""
+    old and target start from base.model, new from the run's models/old; in a model upgrade (base.old_model /
+    base.old_layers) old starts from base.old_model cut to base.old_layers and new from base.model."""
     model_dir, pred_dir, report = run.models / role, run.predictions / role, run.reports / "train" / f"{role}.json"
     base, hp = run.section("base"), run.section(f"train_{role}")
     labels, _ = update.load_labels(data_dir)
@@ -47,8 +48,10 @@ def run_stage(run: Run, role: str, data_dir: str | Path) -> None:
     if launched_processes() != hp.processes:
         log.warning("train_%s.processes is %d but %d processes were launched: training with %d", role,
                     hp.processes, launched_processes(), launched_processes())
+    # a data update: new starts from old's weights; a model upgrade: from base.model (old is another model)
+    init = {"old": base.old_init, "new": base.model if base.upgrade else str(run.models / "old")}.get(role, base.model)
     summary = fine_tune(
-        init=str(run.models / "old") if role == "new" else base.model,
+        init=init,
         labels=labels,
         train_df=update.load_split(data_dir, TRAIN_SPLIT[role]),
         eval_splits=eval_splits,
@@ -58,6 +61,7 @@ def run_stage(run: Run, role: str, data_dir: str | Path) -> None:
         predictions_dir=pred_dir,
         eval_batch_size=base.eval_batch_size,
         meta={"role": role, "seed": run.seed},
+        layers=base.old_layers if role == "old" else None,
     )
     if is_main_process():
         write_json(summary, report)

@@ -160,12 +160,15 @@ def _seeds(inputs: Inputs) -> Section:
 
 
 def _bcwi(inputs: Inputs, pngs: dict[str, bytes]) -> Section:
+    summary = inputs.locate("bcwi.json")
+    skipped = read_json(summary).get("skipped") if summary.exists() else None
+    if skipped:
+        return Section("BCWI alpha curve", [f"BCWI skipped: {skipped}."])
     png = pngs.get("bcwi_curve.png")
     if not png:
         return Section("BCWI alpha curve", [f"No {inputs.locate('bcwi_curve.png')}: run the bcwi stage to draw it."])
     blocks: list[Block] = [Image("plots/bcwi_curve.png", png, "BCWI alpha curve"),
                            "Accuracy and NFR against alpha (0 = new, 1 = old); alpha is chosen on dev."]
-    summary = inputs.locate("bcwi.json")
     if summary.exists():
         b = read_json(summary)
         sel = b["selected"]

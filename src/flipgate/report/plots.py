@@ -100,6 +100,18 @@ def epoch_curves_png(curves: dict[str, list[dict]], kept: dict[str, int]) -> byt
     return _png(fig)
 
 
+def note_png(title: str, text: str) -> bytes:
+    """A figure that only says why there is no plot (e.g. a stage that skipped)."""
+    import textwrap
+
+    fig = Figure(figsize=(10, 2), constrained_layout=True)
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.5, 0.5, textwrap.fill(text, 110), ha="center", va="center", fontsize=9)
+    fig.suptitle(title)
+    return _png(fig, dpi=110)
+
+
 def bcwi_curve_png(rows: list[dict], selected: dict) -> bytes:
     """Accuracy and NFR against alpha, one line per variant and split (the bcwi stage's curve rows:
     variant, split, alpha, accuracy, nfr); the selected alpha marked."""
