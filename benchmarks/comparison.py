@@ -1,0 +1,114 @@
+"""The seeds' whole comparison from a finished multi-seed run: every method's regression-set accuracy, NFR,
+fix and new-fault rates (mean +- sample std over seeds) beside its measured training time as a ratio to
+new's and its properties (what it keeps in memory, what inference costs, how its trade-off is tuned).
+
+Run: python benchmarks/comparison.py RUN_DIR [--json OUT]
+RUN_DIR is a workspace of benchmarks/run_seeds.py, e.g. after
+  python benchmarks/run_seeds.py --config configs/baselines.yaml --seeds 0 1 2 --out runs/baselines
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flipgate.report.aggregate import mean_std
+
+# method -> (extra memory while training, inference cost in forward passes of one model, knob on dev)
+PROPERTIES = {
+    "old": ("-", "1", "-"),
+    "target": ("-", "1", "-"),
+    "new": ("-", "1", "-"),
+    "bcwi": ("old's weights (1x params)", "1", "alpha (no retraining)"),
+    "gated_fusion": ("old frozen beside new + gate", "2 + gate (old's logits cacheable)", "temperature, drop_gate"),
+    "gated_fusion_cache75": ("as gated_fusion", "1 + gate for 75% (cache hits)", "as gated_fusion"),
+    "gated_fusion_cache50": ("as gated_fusion", "1 + gate for 50% (cache hits)", "as gated_fusion"),
+    "gated_fusion_dropped": ("as gated_fusion", "1 (new alone)", "-"),
+    "ensemble_prob": ("-", "2 (old + new)", "alpha (no retraining)"),
+    "ensemble_logit": ("-", "2 (old + new)", "alpha (no retraining)"),
+    "kd": ("old's logits on D_updated (N x C floats)", "1", "lambda, T (one training each)"),
+    "focal_distill": ("old's logits on D_updated", "1", "lambda, T (one training each)"),
+    "dynamic_distill": ("old's logits on D_updated", "1", "lambda, T (one training each)"),
+    "prior_wd": ("old's weights (1x params)", "1", "strength (one training each)"),
+    "ewc": ("old's weights + Fisher (2x params)", "1", "strength (one training each)"),
+    "mixout": ("old's weights (1x params)", "1", "p (one training each)"),
+    "bcwi_stacked": ("old's weights + the distilled model's", "1", "the baseline's knob, then alpha"),
+}
+METRICS = ("accuracy", "nfr", "fix_rate", "new_fault_rate")
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def train_ratios(reports: Path) -> dict[str, float]:
+    """Each method's training time over new's, as its stage measured it (None where not reported)."""
+    out = {"new": 1.0}
+    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
+        t = rec.get("timing", {})
+        out[method] = t.get("ratio_to_new_with_setup", t.get("ratio_to_new"))
+    gf = read(reports / "gated_fusion.json").get("train", {})
+    if gf.get("ratio_to_new") is not None:
+        for name in ("gated_fusion", "gated_fusion_cache75", "gated_fusion_cache50", "gated_fusion_dropped"):
+            out[name] = gf["ratio_to_new"]
+    for name in ("bcwi", "ensemble_prob", "ensemble_logit"):
+        out[name] = 0.0  # no training of its own: a sweep over existing models / predictions
+    return out
+
+
+def fmt(values: list[float], scale: float = 100.0) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return ""
+    s = mean_std([scale * v for v in values])
+    return f"{s['mean']:.2f} ± {s['std']:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    seeds = sorted((args.run_dir / "seeds").iterdir(), key=lambda p: int(p.name)) if (args.run_dir / "seeds").is_dir() else []
+    if not seeds:
+        sys.exit(f"{args.run_dir}/seeds: no seed folders; run benchmarks/run_seeds.py first")
+    per_method: dict[str, dict[str, list]] = {}
+    for seed in seeds:
+        metrics = read(seed / "reports" / "metrics.json").get("regression", {})
+        ratios = train_ratios(seed / "reports")
+        for name, row in metrics.items():
+            d = per_method.setdefault(name, {m: [] for m in (*METRICS, "train_ratio")})
+            for m in METRICS:
+                d[m].append(row.get(m))
+            d["train_ratio"].append(ratios.get(name))
+    order = [m for m in PROPERTIES if m in per_method] + sorted(set(per_method) - set(PROPERTIES))
+    print(f"{len(seeds)} seed(s) of {args.run_dir}: regression set, mean ± sample std\n")
+    print("| method | acc % | NFR % | fix % | new-fault % | train time / new | extra memory | inference "
+          "| tuned by |")
+    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+    rows = []
+    for name in order:
+        d = per_method[name]
+        prop = PROPERTIES.get(name, ("", "", ""))
+        ratio = fmt(d["train_ratio"], 1.0)
+        print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {fmt(d['fix_rate'])} | "
+              f"{fmt(d['new_fault_rate'])} | {ratio} | {prop[0]} | {prop[1]} | {prop[2]} |")
+        rows.append({"method": name, **d, "properties": dict(zip(("memory", "inference", "tuned_by"), prop))})
+    ens = read(args.run_dir / "reports" / "new_ensemble.json")
+    if ens.get("k"):
+        print(f"\nnew-model ensemble of seeds {ens['seeds']} (scored against seed {ens['seeds'][0]}'s old; "
+              f"inference {ens['k']} forward passes, training {ens['k']}x new):")
+        for kind in (k for k in ens if isinstance(ens[k], dict) and "regression" in ens[k]):
+            r = ens[kind]["regression"]
+            print(f"  {kind}: acc {100 * r['accuracy']:.2f}%, NFR {100 * r['nfr']:.2f}%, fix "
+                  f"{100 * r.get('fix_rate', float('nan')):.2f}%, new-fault {100 * r.get('new_fault_rate', float('nan')):.2f}%")
+    if args.json:
+        args.json.write_text(json.dumps({"run": str(args.run_dir), "seeds": [s.name for s in seeds], "rows": rows,
+                                         "new_ensemble": ens}, indent=2))
+    print(f"\nreproduce: python benchmarks/comparison.py {args.run_dir}")
+
+
+if __name__ == "__main__":
+    main()
