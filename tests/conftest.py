@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# A pytest-xdist worker runs under execnet, whose __main__ has neither __spec__ nor __file__. pyspark
+# (imported by great_expectations when it is installed) takes that for its own doctest run and calls
+# sys.exit(0) on import, which ends the worker. The worker gets the __spec__ that `python -m pytest` has,
+# which multiprocessing's spawn also reads (a "__main__" module is not re-run in the child).
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__spec__ = importlib.util.find_spec("pytest.__main__")
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "terrible"]
