@@ -36,7 +36,7 @@ from flipgate.io import write_json
 from flipgate.models.device import get_device, is_main_process, launch_argv, launched_processes
 from flipgate.models.run import EVAL_SPLITS, fine_tune
 from flipgate.models.train import TrainConfig
-from flipgate.params import check_all
+from flipgate.params_file import check_all
 
 
 

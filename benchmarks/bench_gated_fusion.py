@@ -36,7 +36,8 @@ from flipgate.pipeline.gated_fusion import DROPPED, LIVE, cache_name, fit, predi
 from flipgate.models.device import get_device
 from flipgate.models.run import fine_tune
 from flipgate.models.train import TrainConfig
-from flipgate.params import GatedFusion, load_section, load_seeds, read_params
+from flipgate.params import GatedFusion
+from flipgate.params_file import load_section, load_seeds, read_params
 from flipgate.predictions import read_predictions
 
 SPLITS = ("dev", "regression")

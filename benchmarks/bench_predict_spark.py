@@ -37,7 +37,7 @@ FLIPGATE = str(Path(sys.executable).with_name("flipgate"))
 
 
 def regression_set(params: Path):
-    from flipgate import params as P
+    from flipgate import params_file as P
     from flipgate.data.sources import compose_update
 
     sections = P.check_all(params)

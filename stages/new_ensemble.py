@@ -9,7 +9,7 @@ OUT_DIR/{vote,prob}/{dev,regression}.parquet and reports/new_ensemble.json (only
 from pathlib import Path
 
 from flipgate import stage
-from flipgate.params import load_seeds
+from flipgate.params_file import load_seeds
 from flipgate.pipeline.new_ensemble import run_stage
 
 

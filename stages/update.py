@@ -9,7 +9,7 @@ from flipgate.data import sources, update
 
 def main(run: stage.Run) -> None:
     (out,) = run.args
-    # stage.run checked the whole params file first (params.check_all), as compose_update expects
+    # stage.run checked the whole params file first (params_file.check_all), as compose_update expects
     result = sources.compose_update(run.section("data"), run.section("update"))
     update.save(result, out)
     stage.log.info(

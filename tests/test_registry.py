@@ -171,7 +171,7 @@ def test_promote_stage_writes_promotion_json_from_a_nested_run(store, models, tm
     (tmp_path / "data" / "update").mkdir(parents=True)
     reg.to_parquet(tmp_path / "data" / "update" / "regression.parquet")
     monkeypatch.chdir(tmp_path)
-    from flipgate.params import check_all
+    from flipgate.params_file import check_all
     from flipgate.stage import parse_run
 
     stage_promote.main(parse_run(["reports/gate.json", "models/{candidate}", "models/old",

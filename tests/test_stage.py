@@ -11,7 +11,7 @@ import yaml
 
 from flipgate import stage
 from flipgate.errors import UsageError
-from flipgate.params import check_all
+from flipgate.params_file import check_all
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from conftest import toy_frame
 
 from flipgate import tracking
 from flipgate.io import frame_hash
-from flipgate.params import Base, Tracking, Update, load_section
+from flipgate.params import Base, Tracking, Update
+from flipgate.params_file import load_section
 
 
 

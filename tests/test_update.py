@@ -8,7 +8,7 @@ import pytest
 
 from flipgate.data import sources, update
 from flipgate.errors import FlipgateError
-from flipgate.params import check_all, load_section, load_seeds
+from flipgate.params_file import check_all, load_section, load_seeds
 
 from conftest import toy_frame
 

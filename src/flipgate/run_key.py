@@ -40,7 +40,7 @@ def git_commit(root: str | Path = ".") -> str:
 
 def _data_files(params_path: Path) -> list[Path]:
     """The local input files params.yaml's `data.files` names (empty for embedded and HF sources)."""
-    from flipgate.params import load_section
+    from flipgate.params_file import load_section
 
     data = load_section("data", params_path)
     if data.source != "files" or data.files is None:

@@ -51,7 +51,7 @@ log = logging.getLogger("flipgate.stage")
 class Run:
     """One stage run: the seed's run folder (<root>/models, <root>/predictions, <root>/reports), its seed,
     the command line's positional arguments (--run and --seed taken out) and every section of params.yaml,
-    validated once (`params.check_all`) before the stage's main runs."""
+    validated once (`params_file.check_all`) before the stage's main runs."""
 
     root: Path
     seed: int
@@ -93,7 +93,7 @@ def parse_run(argv: Sequence[str], params: Mapping[str, Section], args: Sequence
     if args is not None:
         _check_args(rest, args)
     if opts.seed is None:
-        from flipgate.params import load_seeds
+        from flipgate.params_file import load_seeds
 
         return Run(Path("."), load_seeds()[0], tuple(rest), params)
     return Run(opts.run or Path("."), opts.seed, tuple(rest), params, per_seed=True)
@@ -136,7 +136,7 @@ def run(
     _configure()
     start = time.perf_counter()
     try:
-        from flipgate.params import check_all
+        from flipgate.params_file import check_all
 
         # The whole params file, by every stage: whichever stage DVC runs first fails in seconds on any bad
         # key (and DVC expands a bad seed list, e.g. a repeated seed, silently).

@@ -152,7 +152,7 @@ def load_hf(dataset: str, config: str | None, split: str, text_column: str, labe
 def compose_update(data: params.Data, sizes: params.Update) -> update.Update:
     """The update params' `data` and `update` sections describe: local files (splits as given), else a pool
     (a Hugging Face dataset or the embedded default) split by `sizes`. The sections must have been checked
-    together (params.check_all): data.files / data.hf present for their source, new_classes only with
+    together (params_file.check_all): data.files / data.hf present for their source, new_classes only with
     add_classes."""
     add_classes = data.scenario == "add_classes"
     if data.source == "files":

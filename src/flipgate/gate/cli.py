@@ -232,7 +232,7 @@ def build_policy(args: argparse.Namespace) -> tuple[Policy, Path | None]:
     values: dict[str, object] = {}
     golden_file: Path | None = None
     if args.params is not None:
-        from flipgate.params import load_section  # pydantic + yaml: only when asked for
+        from flipgate.params_file import load_section  # pydantic + yaml: only when asked for
 
         section = load_section("gate", _params_file(args.params))
         values = {k: getattr(section, k) for k in _POLICY_FLAGS}

@@ -71,7 +71,7 @@ def relaunch(script: str | Path, role: str, data_dir: str, argv: list[str]) -> N
     """With train_<role>.processes > 1, outside a launch: become `accelerate launch` of `script` with that
     many processes (same arguments `argv`). Bad params or data are left to stage.run, in this one process,
     to report as always (one line, exit 3): the launcher would bury them in its own traceback."""
-    from flipgate.params import check_all
+    from flipgate.params_file import check_all
 
     try:
         params = check_all()
@@ -96,7 +96,7 @@ def relaunch(script: str | Path, role: str, data_dir: str, argv: list[str]) -> N
 def worker(main: Callable[[Run], None], argv: list[str]) -> None:
     """A process other than 0 under a launch: run `main`, write nothing, no timing, no MLflow run; on an
     error one line and exit 3 or 70 (process 0 reports the same error in full)."""
-    from flipgate.params import check_all
+    from flipgate.params_file import check_all
     from flipgate.stage import parse_run
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

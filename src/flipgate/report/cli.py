@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def pipeline_runs(params: str | Path = "params.yaml", root: Path = SEEDS_DIR) -> list[Path]:
     """The pipeline's run folders, one per seed of params.yaml (the first is the primary run)."""
-    from flipgate.params import load_seeds
+    from flipgate.params_file import load_seeds
 
     return [root / str(seed) for seed in load_seeds(params)]
 

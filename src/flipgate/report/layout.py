@@ -75,7 +75,7 @@ def top_flips_table(ledger: pd.DataFrame, model: str, names: list[str], top: int
 def _warnings(inputs: Inputs) -> list[str]:
     """The report's first lines: stale figures and models not fit to judge, with what to do."""
     from flipgate.models.fit import unfit_line
-    from flipgate.params import read_params
+    from flipgate.params_file import read_params
     from flipgate.provenance import describe, stale_reasons
 
     lines = []

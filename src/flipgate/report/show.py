@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def freshness(metrics: dict, data_dir: Path, check_dvc: bool) -> list[str]:
     """Lines on where the figures come from and why they may be stale (STALE lines first)."""
-    from flipgate.params import read_params
+    from flipgate.params_file import read_params
     from flipgate.provenance import describe, dvc_status, stale_reasons
 
     params = read_params() if Path("params.yaml").is_file() else {}
