@@ -74,6 +74,15 @@ def oracle(case: dict, budget: float) -> bool:
     return bool(((c.index < 1.0) & (c["accuracy"] > old_acc) & (c["nfr"] <= budget)).any())
 
 
+def frontier(case: dict, ratio: float) -> tuple[float, float, float]:
+    """The most accurate point of the regression-set BCWI curve (alpha 1.0, old itself, included) whose NFR
+    is at most `ratio` x new's: the best any dev rule could pick at that NFR cut. (alpha, accuracy, NFR)."""
+    c = case["reg_curve"]
+    ok = c[c["nfr"] <= ratio * case["metrics"]["new"]["nfr"] + 1e-12]
+    best = ok.sort_values(["accuracy", "nfr"], ascending=[False, True]).iloc[0]
+    return float(best.name), float(best["accuracy"]), float(best["nfr"])
+
+
 def ms(values) -> str:
     v = 100 * np.asarray(values, dtype=float)
     return f"{v.mean():.2f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2f}"
@@ -84,6 +93,8 @@ def main() -> None:
     ap.add_argument("workspaces", type=Path, nargs="+")
     ap.add_argument("--budget", type=float, default=0.01)
     ap.add_argument("--min-gain", type=float, default=0.0)
+    ap.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.4],
+                    help="NFR cuts (x new's) at which to report the regression curve's most accurate point")
     args = ap.parse_args()
     for ws in args.workspaces:
         runs = sorted((p for p in (ws / "seeds").iterdir() if (p / "reports" / "bcwi_sweep_dev.parquet").exists()),
@@ -95,6 +106,11 @@ def main() -> None:
               f"new {ms([m['accuracy'] for m in new])} / NFR {ms([m['nfr'] for m in new])}; budget {100 * args.budget:g}%")
         print(f"seeds whose regression BCWI curve holds a point > old and within budget: "
               f"{sum(oracle(c, args.budget) for c in cases)} of {len(cases)}")
+        for ratio in args.ratios:
+            best = [frontier(c, ratio) for c in cases]
+            print(f"regression curve at NFR <= {ratio:g} x new's: best alpha per seed "
+                  f"{', '.join(f'{a:.1f}' for a, _, _ in best)}: {ms([b[1] for b in best])} / NFR {ms([b[2] for b in best])} "
+                  f"(new - 0.5 points: {100 * np.mean([m['accuracy'] for m in new]) - 0.5:.2f})")
         print("| rule | BCWI alpha per seed (stability) | BCWI acc % | BCWI NFR % | candidate per seed | cand. acc % | "
               "cand. NFR % | promoted | champion acc % |")
         print("|---|---|---:|---:|---|---:|---:|---:|---:|")
@@ -106,7 +122,7 @@ def main() -> None:
                   f"{ms([r['cand_nfr'] for r in rows])} | {sum(r['promoted'] for r in rows)}/{len(rows)} | "
                   f"{ms([r['champion_acc'] for r in rows])} |")
     print(f"\nreproduce: python benchmarks/compare_rules.py {' '.join(map(str, args.workspaces))} --budget {args.budget} "
-          f"--min-gain {args.min_gain}")
+          f"--min-gain {args.min_gain} --ratios {' '.join(f'{r:g}' for r in args.ratios)}")
 
 
 if __name__ == "__main__":
