@@ -38,7 +38,8 @@ def children(client, parent_id: str) -> dict[str, object]:
 def test_stages_with_one_key_nest_under_one_parent(store, project):
     with tracking.stage_run("update", {"seed": 3, "base": Base(max_length=64), "update": Update(n_old=10)}, uri=store,
                             root=project, key="pipeline-a") as update:
-        update.log_metrics({"rows": 60, "by_split": {"old": 20, "new": 30}, "name": "skipped", "nan": float("nan")})
+        update.log_metrics({"rows": 60, "by_split": {"old": 20, "new": 30}, "name": "skipped", "nan": float("nan"),
+                            "distribution": {"lambda=1,T=0.5": 0.25}})  # a grid point's key, as baselines writes
         update.log_artifact(project / "reports")
         update.log_artifact(project / "reports" / "plots", missing_ok=True)
     with tracking.stage_run("train_old", {"base": {"seed": 3}}, uri=store, root=project, key="pipeline-a") as train:
@@ -59,7 +60,8 @@ def test_stages_with_one_key_nest_under_one_parent(store, project):
     assert u.data.params["seed"] == "3" and u.data.params["update.n_old"] == "10"
     assert u.data.params["base.max_length"] == "64"
     assert u.data.params["base.model"] == "embedded"  # every field of a section, defaults included
-    assert u.data.metrics == {"rows": 60.0, "by_split.old": 20.0, "by_split.new": 30.0}
+    assert u.data.metrics == {"rows": 60.0, "by_split.old": 20.0, "by_split.new": 30.0,
+                              "distribution.lambda_1_T_0.5": 0.25}
     reg = toy_frame(40, seed=2, prefix="regression")
     assert u.data.tags["dataset.regression.hash"] == frame_hash(reg, ["id", "text", "label"])
     assert (u.data.tags["dataset.old.rows"], u.data.tags["dataset.new.rows"]) == ("20", "30")

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -179,6 +180,12 @@ def flip_table(ledger: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- logging helpers
 
 
+def metric_name(key: str) -> str:
+    """`key` with every character MLflow does not allow in a metric name (it allows letters, digits, `_`,
+    `-`, `.`, space, `:` and `/`) replaced by `_`."""
+    return re.sub(r"[^0-9A-Za-z_\-. :/]", "_", key)
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; pydantic models are dumped first; lists stay values."""
     out: dict[str, Any] = {}
@@ -214,8 +221,9 @@ class StageRun:
     pipeline_key: str
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
-        """Log the numeric leaves of a (nested) mapping as `a.b`; other leaves and NaN are skipped."""
-        flat = {k: v for k, v in flatten(metrics).items() if _is_number(v)}
+        """Log the numeric leaves of a (nested) mapping as `a.b`; other leaves and NaN are skipped. A
+        character MLflow refuses in a metric name (e.g. a grid point's `lambda=1,T=1`) becomes `_`."""
+        flat = {metric_name(k): v for k, v in flatten(metrics).items() if _is_number(v)}
         ts = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in flat.items()])
 
