@@ -25,19 +25,6 @@ _main = sys.modules["__main__"]
 if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__spec__ = importlib.util.find_spec("pytest.__main__")
 
-
-# The modules that take longest on this machine (each a minute or more: a whole `dvc repro`, process
-# launches, a JVM), longest first. `make test` hands whole modules to two workers in collection order, so
-# these go first: a long module started last leaves the other worker idle at the end (longest first is the
-# classic greedy schedule). The tests do not depend on the order; only the wall time does.
-LONGEST_MODULES = ("test_pipeline_e2e.py", "test_dvc_experiments.py", "test_ddp.py",
-                   "test_fit_and_selection_stages.py", "test_predict_spark.py", "test_registry.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
 POSITIVE = ["good", "great", "fine", "lovely", "superb", "brilliant"]
 NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "terrible"]
 FILLER = ["the", "movie", "plot", "was", "really", "quite", "acting", "film", "story", "and", "a", "very"]
