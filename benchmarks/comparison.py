@@ -2,7 +2,7 @@
 fix and new-fault rates (mean +- sample std over seeds) beside its measured training time as a ratio to
 new's and its properties (what it keeps in memory, what inference costs, how its trade-off is tuned).
 
-Run: python benchmarks/comparison.py RUN_DIR [--json OUT]
+Run: python benchmarks/comparison.py RUN_DIR [--paper massive|upgrade] [--json OUT]
 RUN_DIR is a workspace of benchmarks/run_seeds.py, e.g. after
   python benchmarks/run_seeds.py --config configs/baselines.yaml --seeds 0 1 2 --out runs/baselines
 """
@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from flipgate.io import write_json
 from flipgate.report.aggregate import mean_std
 
 # method -> (extra memory while training, inference cost in forward passes of one model, knob on dev)
@@ -38,6 +39,19 @@ PROPERTIES = {
 }
 METRICS = ("accuracy", "nfr", "fix_rate", "new_fault_rate")
 
+# The papers' own figures, shown beside ours where they exist. Training time over new's: the BCWI talk's
+# properties table (`../shared/seeds/bcwi-talk.txt`, "Distillation" for the three distillations).
+PAPER_TRAIN_TIME = {"new": 1.0, "bcwi": 1.0, "ewc": 1.9, "prior_wd": 1.1, "mixout": 1.6, "kd": 1.3, "focal_distill": 1.3,
+                    "dynamic_distill": 1.3}
+# Regression-set accuracy / NFR (%): `massive` is the talk's MASSIVE add_data table (RoBERTa-base, 10 seeds),
+# `upgrade` the Gated Fusion paper's Table 1 on SST-2 (BERT-base -> BERT-large; its distillation is Xie et al.'s).
+PAPER_FIGURES = {
+    "massive": {"old": (81.8, 0.0), "target": (83.4, 3.3), "new": (83.2, 2.8), "bcwi": (83.1, 0.8)},
+    "upgrade": {"old": (92.00, 0.0), "new": (93.12, 2.18), "dynamic_distill": (93.33, 1.97),
+                "ensemble_prob": (93.12, 1.06), "ensemble_logit": (93.12, 1.06), "gated_fusion": (93.05, 0.78)},
+}
+PAPER_NOTE = {"massive": "BCWI at the talk's alpha 0.6", "upgrade": "new-model ensemble (5 seeds, vote): 93.30 / 2.00"}
+
 
 def read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -46,9 +60,12 @@ def read(path: Path) -> dict:
 def train_ratios(reports: Path) -> dict[str, float]:
     """Each method's training time over new's, as its stage measured it (None where not reported)."""
     out = {"new": 1.0}
-    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
+    methods = read(reports / "baselines.json").get("methods", {})
+    for method, rec in methods.items():
         t = rec.get("timing", {})
         out[method] = t.get("ratio_to_new_with_setup", t.get("ratio_to_new"))
+    if "bcwi_stacked" in methods:  # no training of its own: the distilled model it interpolates
+        out["bcwi_stacked"] = out.get(methods["bcwi_stacked"].get("over"))
     gf = read(reports / "gated_fusion.json").get("train", {})
     if gf.get("ratio_to_new") is not None:
         for name in ("gated_fusion", "gated_fusion_cache75", "gated_fusion_cache50", "gated_fusion_dropped"):
@@ -69,6 +86,7 @@ def fmt(values: list[float], scale: float = 100.0) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--paper", choices=sorted(PAPER_FIGURES), help="show this paper table's accuracy / NFR beside ours")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     seeds = sorted((args.run_dir / "seeds").iterdir(), key=lambda p: int(p.name)) if (args.run_dir / "seeds").is_dir() else []
@@ -85,17 +103,23 @@ def main() -> None:
             d["train_ratio"].append(ratios.get(name))
     order = [m for m in PROPERTIES if m in per_method] + sorted(set(per_method) - set(PROPERTIES))
     print(f"{len(seeds)} seed(s) of {args.run_dir}: regression set, mean ± sample std\n")
-    print("| method | acc % | NFR % | fix % | new-fault % | train time / new | extra memory | inference "
-          "| tuned by |")
-    print("|---|---:|---:|---:|---:|---:|---|---|---|")
+    paper = PAPER_FIGURES.get(args.paper, {})
+    print("| method | acc % | NFR % | fix % | new-fault % | train time / new | paper: acc / NFR | paper: train time "
+          "| extra memory | inference | tuned by |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
     rows = []
     for name in order:
         d = per_method[name]
         prop = PROPERTIES.get(name, ("", "", ""))
         ratio = fmt(d["train_ratio"], 1.0)
+        theirs = " / ".join(f"{v:.2f}" for v in paper[name]) if name in paper else ""
+        their_time = f"{PAPER_TRAIN_TIME[name]:.1f}x" if name in PAPER_TRAIN_TIME else ""
         print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {fmt(d['fix_rate'])} | "
-              f"{fmt(d['new_fault_rate'])} | {ratio} | {prop[0]} | {prop[1]} | {prop[2]} |")
-        rows.append({"method": name, **d, "properties": dict(zip(("memory", "inference", "tuned_by"), prop))})
+              f"{fmt(d['new_fault_rate'])} | {ratio} | {theirs} | {their_time} | {prop[0]} | {prop[1]} | {prop[2]} |")
+        rows.append({"method": name, **d, "paper": {"acc_nfr": paper.get(name), "train_time": PAPER_TRAIN_TIME.get(name)},
+                     "properties": dict(zip(("memory", "inference", "tuned_by"), prop))})
+    if args.paper:
+        print(f"\npaper ({args.paper}): {PAPER_NOTE[args.paper]}")
     ens = read(args.run_dir / "reports" / "new_ensemble.json")
     if ens.get("k"):
         print(f"\nnew-model ensemble of seeds {ens['seeds']} (scored against seed {ens['seeds'][0]}'s old; "
@@ -105,9 +129,9 @@ def main() -> None:
             print(f"  {kind}: acc {100 * r['accuracy']:.2f}%, NFR {100 * r['nfr']:.2f}%, fix "
                   f"{100 * r.get('fix_rate', float('nan')):.2f}%, new-fault {100 * r.get('new_fault_rate', float('nan')):.2f}%")
     if args.json:
-        args.json.write_text(json.dumps({"run": str(args.run_dir), "seeds": [s.name for s in seeds], "rows": rows,
-                                         "new_ensemble": ens}, indent=2))
-    print(f"\nreproduce: python benchmarks/comparison.py {args.run_dir}")
+        write_json({"run": str(args.run_dir), "seeds": [s.name for s in seeds], "paper": args.paper, "rows": rows,
+                    "new_ensemble": ens}, args.json)
+    print(f"\nreproduce: python benchmarks/comparison.py {args.run_dir}" + (f" --paper {args.paper}" if args.paper else ""))
 
 
 if __name__ == "__main__":
