@@ -168,3 +168,31 @@ def test_labels_1_and_1_0_are_one_class_and_a_missing_label_names_the_file(tmp_p
     (tmp_path / "names.jsonl").write_text('{"text": "h", "label": "alarm_set"}\n{"text": "i", "label": "1.5"}\n')
     got = sources.load_files([str(tmp_path / "names.jsonl")], "k", "text", "label", None)
     assert got["label"].tolist() == ["alarm_set", "1.5"]
+
+
+def _run_seeds_module():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_seeds.py"
+    spec = importlib.util.spec_from_file_location("run_seeds", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_merges_into_a_valid_params_file(config, tmp_path):
+    """A config is merged into params.yaml by benchmarks/run_seeds.py before an hour of training: a typo
+    in it must fail here, not when its stage starts."""
+    import yaml
+    run_seeds = _run_seeds_module()
+    root = Path(__file__).resolve().parents[1]
+    params = run_seeds.merge(yaml.safe_load((root / "params.yaml").read_text()), yaml.safe_load(config.read_text()))
+    params["seeds"] = [0, 1, 2]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    sections = check_all(tmp_path / "params.yaml")
+    assert set(sections) >= {"base", "baselines", "new_ensemble"}
+    params = run_seeds.merge(params, {"baselines": {"kd": {"enabeld": True}}})  # the check can fail
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FlipgateError, match=r"baselines.kd.enabeld"):
+        check_all(tmp_path / "params.yaml")
