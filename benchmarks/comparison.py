@@ -71,7 +71,16 @@ def train_ratios(reports: Path) -> dict[str, float]:
         for name in ("gated_fusion", "gated_fusion_cache75", "gated_fusion_cache50", "gated_fusion_dropped"):
             out[name] = gf["ratio_to_new"]
     for name in ("bcwi", "ensemble_prob", "ensemble_logit"):
-        out[name] = 0.0  # no training of its own: a sweep over existing models / predictions
+        out[name] = 1.0  # new's training and nothing more: a sweep over existing models / predictions
+    return out
+
+
+def bcwi_sweep_ratio(reports: Path) -> float | None:
+    """BCWI's post-training sweep (predicting dev and the regression set at each alpha) over new's training time."""
+    predict_s = read(reports / "bcwi.json").get("timing", {}).get("predict_s")
+    new_s = next((m.get("timing", {}).get("new_train_seconds") for m in read(reports / "baselines.json").get("methods", {}).values()
+                  if m.get("timing", {}).get("new_train_seconds")), None)
+    return predict_s / new_s if predict_s and new_s else None
     return out
 
 
@@ -81,6 +90,14 @@ def fmt(values: list[float], scale: float = 100.0) -> str:
         return ""
     s = mean_std([scale * v for v in values])
     return f"{s['mean']:.2f} ± {s['std']:.2f}"
+
+
+def vs_new(nfr: list[float], new_nfr: float | None) -> str:
+    """The change of the mean NFR against new's mean NFR, in percent ('' where new flips nothing)."""
+    values = [v for v in nfr if v is not None]
+    if not values or not new_nfr:
+        return ""
+    return f"{100 * (mean_std(values)['mean'] / new_nfr - 1):+.0f}%"
 
 
 def main() -> None:
@@ -93,6 +110,7 @@ def main() -> None:
     if not seeds:
         sys.exit(f"{args.run_dir}/seeds: no seed folders; run benchmarks/run_seeds.py first")
     per_method: dict[str, dict[str, list]] = {}
+    sweeps = [r for r in (bcwi_sweep_ratio(seed / "reports") for seed in seeds) if r is not None]
     for seed in seeds:
         metrics = read(seed / "reports" / "metrics.json").get("regression", {})
         ratios = train_ratios(seed / "reports")
@@ -102,32 +120,40 @@ def main() -> None:
                 d[m].append(row.get(m))
             d["train_ratio"].append(ratios.get(name))
     order = [m for m in PROPERTIES if m in per_method] + sorted(set(per_method) - set(PROPERTIES))
-    print(f"{len(seeds)} seed(s) of {args.run_dir}: regression set, mean ± sample std\n")
     paper = PAPER_FIGURES.get(args.paper, {})
-    print("| method | acc % | NFR % | fix % | new-fault % | train time / new | paper: acc / NFR | paper: train time "
-          "| extra memory | inference | tuned by |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+    new_nfr = mean_std([v for v in per_method.get("new", {}).get("nfr", []) if v is not None])["mean"] if "new" in per_method else None
+    ens = read(args.run_dir / "reports" / "new_ensemble.json")
+    print(f"{len(seeds)} seed(s) of {args.run_dir}: regression set, mean ± sample std\n")
+    print("| method | acc % | NFR % | NFR vs new | fix % | new-fault % |" + (" paper: acc / NFR |" if paper else ""))
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" if paper else ""))
     rows = []
     for name in order:
         d = per_method[name]
-        prop = PROPERTIES.get(name, ("", "", ""))
-        ratio = fmt(d["train_ratio"], 1.0)
         theirs = " / ".join(f"{v:.2f}" for v in paper[name]) if name in paper else ""
-        their_time = f"{PAPER_TRAIN_TIME[name]:.1f}x" if name in PAPER_TRAIN_TIME else ""
-        print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {fmt(d['fix_rate'])} | "
-              f"{fmt(d['new_fault_rate'])} | {ratio} | {theirs} | {their_time} | {prop[0]} | {prop[1]} | {prop[2]} |")
+        print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {'' if name == 'old' else vs_new(d['nfr'], new_nfr)} | {fmt(d['fix_rate'])} | "
+              f"{fmt(d['new_fault_rate'])} |" + (f" {theirs} |" if paper else ""))
+        prop = PROPERTIES.get(name, ("", "", ""))
         rows.append({"method": name, **d, "paper": {"acc_nfr": paper.get(name), "train_time": PAPER_TRAIN_TIME.get(name)},
                      "properties": dict(zip(("memory", "inference", "tuned_by"), prop))})
+    for kind in (k for k in ens if isinstance(ens[k], dict) and "regression" in ens[k]) if ens.get("k") else ():
+        r = ens[kind]["regression"]
+        print(f"| new-model ensemble, {ens['k']} seeds, {kind} (one run) | {100 * r['accuracy']:.2f} | {100 * r['nfr']:.2f} | "
+              f"{vs_new([r['nfr']], new_nfr)} | {100 * r['fix_rate']:.2f} | {100 * r['new_fault_rate']:.2f} |" + (" |" if paper else ""))
     if args.paper:
         print(f"\npaper ({args.paper}): {PAPER_NOTE[args.paper]}")
-    ens = read(args.run_dir / "reports" / "new_ensemble.json")
     if ens.get("k"):
-        print(f"\nnew-model ensemble of seeds {ens['seeds']} (scored against seed {ens['seeds'][0]}'s old; "
-              f"inference {ens['k']} forward passes, training {ens['k']}x new):")
-        for kind in (k for k in ens if isinstance(ens[k], dict) and "regression" in ens[k]):
-            r = ens[kind]["regression"]
-            print(f"  {kind}: acc {100 * r['accuracy']:.2f}%, NFR {100 * r['nfr']:.2f}%, fix "
-                  f"{100 * r.get('fix_rate', float('nan')):.2f}%, new-fault {100 * r.get('new_fault_rate', float('nan')):.2f}%")
+        print(f"new-model ensemble: the new models of seeds {ens['seeds']}, scored against seed {ens['seeds'][0]}'s old; "
+              f"NFR vs new is against the mean of the seeds' new models")
+    print("\n| method | extra memory | train time / new | the talk's | inference (forward passes) | tuned by |")
+    print("|---|---|---:|---:|---|---|")
+    for name in order:
+        prop = PROPERTIES.get(name, ("", "", ""))
+        their_time = f"{PAPER_TRAIN_TIME[name]:.1f}x" if name in PAPER_TRAIN_TIME else ""
+        print(f"| {name} | {prop[0]} | {fmt(per_method[name]['train_ratio'], 1.0)} | {their_time} | {prop[1]} | {prop[2]} |")
+    if ens.get("k"):
+        print(f"| new-model ensemble | {ens['k'] - 1} more models | {ens['k']} | | {ens['k']} | k |")
+    if sweeps:
+        print(f"\nBCWI's sweep after training (dev and regression set at each alpha): {fmt(sweeps, 1.0)} x new's training time")
     if args.json:
         write_json({"run": str(args.run_dir), "seeds": [s.name for s in seeds], "paper": args.paper, "rows": rows,
                     "new_ensemble": ens}, args.json)
