@@ -81,7 +81,6 @@ def bcwi_sweep_ratio(reports: Path) -> float | None:
     new_s = next((m.get("timing", {}).get("new_train_seconds") for m in read(reports / "baselines.json").get("methods", {}).values()
                   if m.get("timing", {}).get("new_train_seconds")), None)
     return predict_s / new_s if predict_s and new_s else None
-    return out
 
 
 def fmt(values: list[float], scale: float = 100.0) -> str:
@@ -121,7 +120,8 @@ def main() -> None:
             d["train_ratio"].append(ratios.get(name))
     order = [m for m in PROPERTIES if m in per_method] + sorted(set(per_method) - set(PROPERTIES))
     paper = PAPER_FIGURES.get(args.paper, {})
-    new_nfr = mean_std([v for v in per_method.get("new", {}).get("nfr", []) if v is not None])["mean"] if "new" in per_method else None
+    new_values = [v for v in per_method.get("new", {}).get("nfr", []) if v is not None]
+    new_nfr = mean_std(new_values)["mean"] if new_values else None
     ens = read(args.run_dir / "reports" / "new_ensemble.json")
     print(f"{len(seeds)} seed(s) of {args.run_dir}: regression set, mean ± sample std\n")
     print("| method | acc % | NFR % | NFR vs new | fix % | new-fault % |" + (" paper: acc / NFR |" if paper else ""))
@@ -138,7 +138,7 @@ def main() -> None:
     for kind in (k for k in ens if isinstance(ens[k], dict) and "regression" in ens[k]) if ens.get("k") else ():
         r = ens[kind]["regression"]
         print(f"| new-model ensemble, {ens['k']} seeds, {kind} (one run) | {100 * r['accuracy']:.2f} | {100 * r['nfr']:.2f} | "
-              f"{vs_new([r['nfr']], new_nfr)} | {100 * r['fix_rate']:.2f} | {100 * r['new_fault_rate']:.2f} |" + (" |" if paper else ""))
+              f"{vs_new([r['nfr']], new_nfr)} | {100 * r.get('fix_rate', float('nan')):.2f} | {100 * r.get('new_fault_rate', float('nan')):.2f} |" + (" |" if paper else ""))
     if args.paper:
         print(f"\npaper ({args.paper}): {PAPER_NOTE[args.paper]}")
     if ens.get("k"):
