@@ -54,7 +54,12 @@ PAPER_NOTE = {"massive": "BCWI at the talk's alpha 0.6", "upgrade": "new-model e
 
 
 def read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        sys.exit(f"{path}: not valid JSON ({exc}); rerun the stage that writes it (dvc repro in the run's workspace)")
 
 
 def train_ratios(reports: Path) -> dict[str, float]:
