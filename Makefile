@@ -32,7 +32,7 @@ demo: $(STAMP)
 # module-scoped pipeline fixture) in one worker. Most of the suite is process start-up (python, dvc, MLflow,
 # a JVM) that holds one core, so two workers on two cores nearly halve the wall time.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=15
 
 lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > requirements.lock
