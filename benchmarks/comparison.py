@@ -50,7 +50,7 @@ PAPER_FIGURES = {
     "upgrade": {"old": (92.00, 0.0), "new": (93.12, 2.18), "dynamic_distill": (93.33, 1.97),
                 "ensemble_prob": (93.12, 1.06), "ensemble_logit": (93.12, 1.06), "gated_fusion": (93.05, 0.78)},
 }
-PAPER_NOTE = {"massive": "BCWI at the talk's alpha 0.6", "upgrade": "new-model ensemble (5 seeds, vote): 93.30 / 2.00"}
+PAPER_NOTE = {"massive": "BCWI at the talk's alpha 0.6 (its alpha 0.4: 83.4 / 1.4); the talk gives no baseline figures on MASSIVE", "upgrade": "new-model ensemble (5 seeds, vote): 93.30 / 2.00"}
 
 
 def read(path: Path) -> dict:
@@ -78,6 +78,30 @@ def train_ratios(reports: Path) -> dict[str, float]:
     for name in ("bcwi", "ensemble_prob", "ensemble_logit"):
         out[name] = 1.0  # new's training and nothing more: a sweep over existing models / predictions
     return out
+
+
+def epoch_ratios(reports: Path) -> dict[str, float]:
+    """Each retrained baseline's seconds per epoch over new's: its per-step cost, apart from how many epochs
+    an adaptive schedule ran (empty where new's training report is not kept)."""
+    new = read(reports / "train" / "new.json")
+    if not new.get("epochs_run") or not new.get("train_seconds"):
+        return {}
+    new_per_epoch = new["train_seconds"] / new["epochs_run"]
+    out = {"new": 1.0}
+    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
+        train = rec.get("train", {})
+        if train.get("epochs_run") and train.get("train_seconds"):
+            out[method] = train["train_seconds"] / train["epochs_run"] / new_per_epoch
+    return out
+
+
+def epochs_run(reports: Path) -> dict[str, int]:
+    """The epochs each trained model ran (old, target, new and the retrained baselines)."""
+    out = {role: read(reports / "train" / f"{role}.json").get("epochs_run") for role in ("old", "target", "new")}
+    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
+        out[method] = rec.get("train", {}).get("epochs_run")
+    out["gated_fusion"] = len(read(reports / "gated_fusion.json").get("train", {}).get("epoch_curve", [])) or None  # its new's
+    return {k: v for k, v in out.items() if v}
 
 
 def bcwi_sweep_ratio(reports: Path) -> float | None:
@@ -118,11 +142,15 @@ def main() -> None:
     for seed in seeds:
         metrics = read(seed / "reports" / "metrics.json").get("regression", {})
         ratios = train_ratios(seed / "reports")
+        per_epoch = epoch_ratios(seed / "reports")
+        epochs = epochs_run(seed / "reports")
         for name, row in metrics.items():
-            d = per_method.setdefault(name, {m: [] for m in (*METRICS, "train_ratio")})
+            d = per_method.setdefault(name, {m: [] for m in (*METRICS, "train_ratio", "epoch_ratio", "epochs")})
             for m in METRICS:
                 d[m].append(row.get(m))
             d["train_ratio"].append(ratios.get(name))
+            d["epoch_ratio"].append(per_epoch.get(name))
+            d["epochs"].append(epochs.get(name))
     order = [m for m in PROPERTIES if m in per_method] + sorted(set(per_method) - set(PROPERTIES))
     paper = PAPER_FIGURES.get(args.paper, {})
     new_values = [v for v in per_method.get("new", {}).get("nfr", []) if v is not None]
@@ -135,7 +163,7 @@ def main() -> None:
     for name in order:
         d = per_method[name]
         theirs = " / ".join(f"{v:.2f}" for v in paper[name]) if name in paper else ""
-        print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {'' if name == 'old' else vs_new(d['nfr'], new_nfr)} | {fmt(d['fix_rate'])} | "
+        print(f"| {name} | {fmt(d['accuracy'])} | {fmt(d['nfr'])} | {'' if name in ('old', 'new') else vs_new(d['nfr'], new_nfr)} | {fmt(d['fix_rate'])} | "
               f"{fmt(d['new_fault_rate'])} |" + (f" {theirs} |" if paper else ""))
         prop = PROPERTIES.get(name, ("", "", ""))
         rows.append({"method": name, **d, "paper": {"acc_nfr": paper.get(name), "train_time": PAPER_TRAIN_TIME.get(name)},
@@ -149,14 +177,16 @@ def main() -> None:
     if ens.get("k"):
         print(f"new-model ensemble: the new models of seeds {ens['seeds']}, scored against seed {ens['seeds'][0]}'s old; "
               f"NFR vs new is against the mean of the seeds' new models")
-    print("\n| method | extra memory | train time / new | the talk's | inference (forward passes) | tuned by |")
-    print("|---|---|---:|---:|---|---|")
+    print("\n| method | extra memory | train time / new | per epoch / new's | epochs run | the talk's | inference (forward passes) | tuned by |")
+    print("|---|---|---:|---:|---|---:|---|---|")
     for name in order:
         prop = PROPERTIES.get(name, ("", "", ""))
         their_time = f"{PAPER_TRAIN_TIME[name]:.1f}x" if name in PAPER_TRAIN_TIME else ""
-        print(f"| {name} | {prop[0]} | {fmt(per_method[name]['train_ratio'], 1.0)} | {their_time} | {prop[1]} | {prop[2]} |")
+        ran = ", ".join(str(e) for e in per_method[name]["epochs"] if e is not None)
+        print(f"| {name} | {prop[0]} | {fmt(per_method[name]['train_ratio'], 1.0)} | {fmt(per_method[name]['epoch_ratio'], 1.0)} | "
+              f"{ran} | {their_time} | {prop[1]} | {prop[2]} |")
     if ens.get("k"):
-        print(f"| new-model ensemble | {ens['k'] - 1} more models | {ens['k']} | | {ens['k']} | k |")
+        print(f"| new-model ensemble | {ens['k'] - 1} more models | {ens['k']} | | | | {ens['k']} | k |")
     if sweeps:
         print(f"\nBCWI's sweep after training (dev and regression set at each alpha): {fmt(sweeps, 1.0)} x new's training time")
     if args.json:
