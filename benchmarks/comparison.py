@@ -81,28 +81,20 @@ def train_ratios(reports: Path) -> dict[str, float]:
     return out
 
 
-def epoch_ratios(reports: Path) -> dict[str, float]:
-    """Each retrained baseline's seconds per epoch over new's: its per-step cost, apart from how many epochs
-    an adaptive schedule ran (empty where new's training report is not kept)."""
-    new = read(reports / "train" / "new.json")
-    if not new.get("epochs_run") or not new.get("train_seconds"):
-        return {}
-    new_per_epoch = new["train_seconds"] / new["epochs_run"]
-    out = {"new": 1.0}
-    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
-        train = rec.get("train", {})
-        if train.get("epochs_run") and train.get("train_seconds"):
-            out[method] = train["train_seconds"] / train["epochs_run"] / new_per_epoch
-    return out
-
-
-def epochs_run(reports: Path) -> dict[str, int]:
-    """The epochs each trained model ran (old, target, new and the retrained baselines)."""
-    out = {role: read(reports / "train" / f"{role}.json").get("epochs_run") for role in ("old", "target", "new")}
-    for method, rec in read(reports / "baselines.json").get("methods", {}).items():
-        out[method] = rec.get("train", {}).get("epochs_run")
-    out["gated_fusion"] = len(read(reports / "gated_fusion.json").get("train", {}).get("epoch_curve", [])) or None  # its new's
-    return {k: v for k, v in out.items() if v}
+def epoch_figures(reports: Path) -> tuple[dict[str, float], dict[str, int]]:
+    """Per model: seconds per epoch over new's (a method's per-step cost, apart from how many epochs an adaptive
+    schedule ran; empty where new's training report is not kept) and the epochs it ran."""
+    trains = {role: read(reports / "train" / f"{role}.json") for role in ("old", "target", "new")}
+    trains.update({m: rec.get("train", {}) for m, rec in read(reports / "baselines.json").get("methods", {}).items()})
+    epochs = {name: t["epochs_run"] for name, t in trains.items() if t.get("epochs_run")}
+    gf_curve = read(reports / "gated_fusion.json").get("train", {}).get("epoch_curve", [])
+    if gf_curve:
+        epochs["gated_fusion"] = len(gf_curve)  # the epochs of its new
+    per_epoch = {name: t["train_seconds"] / t["epochs_run"] for name, t in trains.items()
+                 if name not in ("old", "target") and t.get("epochs_run") and t.get("train_seconds")}
+    new_s = per_epoch.pop("new", None)
+    ratios = {"new": 1.0, **{name: s / new_s for name, s in per_epoch.items()}} if new_s else {}
+    return ratios, epochs
 
 
 CURVE_ALPHAS = (0.4, 0.6)  # the talk's two BCWI points on MASSIVE
@@ -156,8 +148,7 @@ def main() -> None:
     for seed in seeds:
         metrics = {**read(seed / "reports" / "metrics.json").get("regression", {}), **curve_points(seed / "reports")}
         ratios = train_ratios(seed / "reports")
-        per_epoch = epoch_ratios(seed / "reports")
-        epochs = epochs_run(seed / "reports")
+        per_epoch, epochs = epoch_figures(seed / "reports")
         for name, row in metrics.items():
             d = per_method.setdefault(name, {m: [] for m in (*METRICS, "train_ratio", "epoch_ratio", "epochs")})
             for m in METRICS:
@@ -190,10 +181,12 @@ def main() -> None:
         r = ens[kind]["regression"]
         print(f"| new-model ensemble, {ens['k']} seeds, {kind} (one run) | {100 * r['accuracy']:.2f} | {100 * r['nfr']:.2f} | "
               f"{vs_new([r['nfr']], new_nfr)} | {100 * r.get('fix_rate', float('nan')):.2f} | {100 * r.get('new_fault_rate', float('nan')):.2f} |" + (" |" if paper else ""))
+    if points or args.paper:
+        print()
     if points:
-        print("\nbcwi alpha 0.4 / 0.6: plain BCWI at the talk's fixed alphas, read off the regression-set curve")
+        print("bcwi alpha 0.4 / 0.6: plain BCWI at the talk's fixed alphas, read off the regression-set curve")
     if args.paper:
-        print(f"{'' if points else chr(10)}paper ({args.paper}): {PAPER_NOTE[args.paper]}")
+        print(f"paper ({args.paper}): {PAPER_NOTE[args.paper]}")
     if ens.get("k"):
         print(f"new-model ensemble: the new models of seeds {ens['seeds']}, scored against seed {ens['seeds'][0]}'s old; "
               f"NFR vs new is against the mean of the seeds' new models")
